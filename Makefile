@@ -1,0 +1,67 @@
+# racefree - common paths. CMake does the building; this file only wraps it.
+#   make run        racefreed on 127.0.0.1:3000 with the embedded SQLite store
+#   make test       every test: debug, ASan+UBSan and TSan builds, fuzzers, lint
+#   make bench      benchmarks, results to docs/benchmarks.md
+#   make sanitize   only the ASan+UBSan and TSan runs
+#   make install PREFIX=/usr/local
+JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
+FUZZ_SECONDS ?= 20
+ARGS ?=
+
+.PHONY: all deps build release run test test-debug test-asan test-tsan sanitize \
+        fuzz lint format bench install clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+release: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+run: release
+	@bash scripts/run.sh $(ARGS)
+
+test-debug: build
+	@ctest --preset debug -j $(JOBS)
+
+test-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@ctest --preset asan -j $(JOBS)
+
+test-tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS)
+	@ctest --preset tsan -j $(JOBS)
+
+sanitize: test-asan test-tsan
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@bash scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS)
+
+lint: build
+	@bash scripts/lint.sh
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+test: test-debug test-asan test-tsan fuzz lint
+	@echo "make test: all suites passed"
+
+bench: release
+	@bash bench/run.sh
+
+install: release
+	@cmake --install build/release --prefix $(PREFIX)
+
+clean:
+	rm -rf build
