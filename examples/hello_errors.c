@@ -2,7 +2,7 @@
  * library's status codes with their names and texts. */
 #include <stdio.h>
 
-#include <racefree/errors.h>
+#include <racefree/racefree.h>
 
 int main(void) {
   for (int code = 0; code >= RF_ERRNO_MIN; code--) {
