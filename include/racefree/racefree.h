@@ -6,9 +6,9 @@
 #include "racefree/errors.h"
 #include "racefree/hook.h"
 
-#define RF_VERSION_MAJOR 0
-#define RF_VERSION_MINOR 1
-#define RF_VERSION_PATCH 0
+#define RF_VERSION_MAJOR  0
+#define RF_VERSION_MINOR  1
+#define RF_VERSION_PATCH  0
 #define RF_VERSION_STRING "0.1.0"
 
 #endif
