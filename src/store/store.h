@@ -1,0 +1,243 @@
+/* store.h - the repository interface of racefreed.
+ *
+ * Routes know nothing of SQL: they call the operations below, and each
+ * database (SQLite now, PostgreSQL later) implements them behind one struct
+ * of function pointers chosen at run time by the URL scheme. Atomicity lives
+ * in the database statement, not in the caller: a unique index for users, a
+ * conditional UPDATE for stock, a version check for wallets. Each operation
+ * documents what it guarantees under concurrency ("atomic: ...").
+ *
+ * Errors: every operation returns 0 or a negative RF_E... code
+ * (racefree/errors.h). Outputs are written only on success. The mapping is
+ * the same for every backend:
+ *
+ *   RF_EINVAL     bad argument (NULL, empty or over-long id, negative stock
+ *                 or balance, quantity < 1); nothing was touched
+ *   RF_ENOENT     the row (user, item, wallet) does not exist
+ *   RF_EEXIST     unique conflict (user_create: that email exists)
+ *   RF_ECONFLICT  the row exists but the condition failed: wallet_cas saw a
+ *                 different version; item_purchase found stock < quantity
+ *                 (the route answers 409 out_of_stock)
+ *   RF_ERANGE     an output buffer is too small
+ *   RF_EBUSY      the database stayed locked for longer than the busy
+ *                 timeout (SQLite: SQLITE_BUSY after busy_timeout); the
+ *                 operation had no effect and may be retried
+ *   RF_EUNAVAIL   the database cannot be opened or reached
+ *   RF_ENOMEM     out of memory
+ *   RF_EIO        any other database error (corruption, disk full, ...)
+ *
+ * Thread-safety: a store is callable from any number of threads at once.
+ * The SQLite backend keeps a small pool of connections (one per concurrent
+ * caller, opened lazily, bounded; a caller beyond the bound waits for a free
+ * one) with its prepared statements cached per connection. Calls block for
+ * the duration of one short SQL transaction (plus, under write contention,
+ * up to the busy timeout). Every write transaction starts with BEGIN
+ * IMMEDIATE, so two writers never deadlock on a read-to-write lock upgrade.
+ *
+ * Identifiers (item ids, wallet user ids) are NUL-terminated strings of
+ * 1..RF_STORE_ID_MAX bytes; the store does not check the character set (the
+ * routes validate it) but rejects empty and over-long ones with RF_EINVAL.
+ * Emails are stored exactly as given: callers pass them normalised (trimmed,
+ * lower-cased), which is what makes the unique index mean "same address".
+ *
+ * The "unchecked" and "set" operations exist only for racefreed --unsafe:
+ * they are the naive read-then-write building blocks the article warns
+ * about, kept here so that the unsafe handlers race on a real database.
+ */
+#ifndef RF_STORE_H
+#define RF_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "racefree/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RF_STORE_ID_MAX    128 /* longest identifier, in bytes */
+#define RF_STORE_EMAIL_MAX 254 /* longest email, in bytes (buffer: +1) */
+
+typedef struct rf_store rf_store_t;
+
+/* The backend interface. Every function receives the store it was opened
+ * as; see the rf_store_* wrappers below for the contracts. Later additions
+ * (payments, jobs, idempotency records) are appended at the end. */
+typedef struct rf_store_ops {
+  const char *kind; /* "sqlite", "postgres" */
+  void (*close)(rf_store_t *s);
+  int (*ping)(rf_store_t *s);
+
+  /* users */
+  int (*user_create)(rf_store_t *s, const char *email, int64_t *id);
+  int (*user_get)(rf_store_t *s, int64_t id, char *email, size_t cap);
+  int (*user_find_unchecked)(rf_store_t *s, const char *email, int *found);
+  int (*user_insert_unchecked)(rf_store_t *s, const char *email, int64_t *id);
+  int (*user_get_unchecked)(rf_store_t *s, int64_t id, char *email, size_t cap);
+
+  /* inventory */
+  int (*item_put)(rf_store_t *s, const char *item, int64_t stock);
+  int (*item_get)(rf_store_t *s, const char *item, int64_t *stock);
+  int (*item_purchase)(rf_store_t *s, const char *item, int64_t qty, int64_t *remaining);
+  int (*item_set_stock)(rf_store_t *s, const char *item, int64_t stock);
+
+  /* wallets */
+  int (*wallet_put)(rf_store_t *s, const char *user, int64_t balance, int64_t *version);
+  int (*wallet_get)(rf_store_t *s, const char *user, int64_t *balance, int64_t *version);
+  int (*wallet_cas)(rf_store_t *s, const char *user, int64_t expected_version, int64_t new_balance,
+                    int64_t *new_version);
+  int (*wallet_set)(rf_store_t *s, const char *user, int64_t balance, int64_t *new_version);
+} rf_store_ops_t;
+
+/* Every backend's store begins with this header. */
+struct rf_store {
+  const rf_store_ops_t *ops;
+};
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* rf_store_open: open the database named by url and bring its schema up to
+ * date. Accepted: "sqlite:PATH" (the file is created if missing; its
+ * directory must exist). Schema changes are versioned migrations recorded in
+ * a schema_version table, applied in order inside one write transaction, so
+ * opening an up-to-date database (even from several processes at once)
+ * changes nothing. SQLite settings: WAL journal, synchronous=NORMAL,
+ * foreign_keys=ON, busy_timeout 5000 ms.
+ * Errors: RF_EINVAL (NULL, unknown scheme), RF_ENOTSUP (a scheme this build
+ * lacks, e.g. postgres:// for now), RF_EUNAVAIL (cannot open or migrate),
+ * RF_EBUSY, RF_ENOMEM. On success *out owns the store (rf_store_close).
+ * Blocking: opens and migrates synchronously. */
+int rf_store_open(const char *url, rf_store_t **out);
+
+/* rf_store_open_err: as rf_store_open, and on failure writes a one-line
+ * human explanation (including the database's own message) into err
+ * (err may be NULL). For start-up messages. */
+int rf_store_open_err(const char *url, rf_store_t **out, char *err, size_t errlen);
+
+/* rf_store_close: close every connection and free the store. NULL is a
+ * no-op. No other call on s may be in flight or start afterwards. */
+void rf_store_close(rf_store_t *s);
+
+/* rf_store_kind: "sqlite" or "postgres"; static string. */
+static inline const char *rf_store_kind(const rf_store_t *s) {
+  return s ? s->ops->kind : "none";
+}
+
+/* rf_store_ping: run a trivial query. 0, RF_EUNAVAIL or RF_EBUSY. */
+static inline int rf_store_ping(rf_store_t *s) {
+  return s ? s->ops->ping(s) : RF_EINVAL;
+}
+
+/* ---------------------------------------------------------------- users */
+
+/* rf_store_user_create: insert a user with this (normalised) email.
+ * Atomic: the unique index on users.email decides; of N concurrent creates
+ * with one email exactly one returns 0, the others RF_EEXIST.
+ * *id: the new user's id (> 0). */
+static inline int rf_store_user_create(rf_store_t *s, const char *email, int64_t *id) {
+  return s ? s->ops->user_create(s, email, id) : RF_EINVAL;
+}
+
+/* rf_store_user_get: copy the email of user `id` into email[cap]
+ * (cap >= RF_STORE_EMAIL_MAX + 1 always suffices). RF_ENOENT, RF_ERANGE. */
+static inline int rf_store_user_get(rf_store_t *s, int64_t id, char *email, size_t cap) {
+  return s ? s->ops->user_get(s, id, email, cap) : RF_EINVAL;
+}
+
+/* --unsafe twin. users_unchecked is a separate table WITHOUT a unique
+ * index. find: *found = 1 if some row has this email, else 0. insert:
+ * inserts unconditionally. Each call alone is atomic; find-then-insert is
+ * not, which is the point: concurrent sign-ups create duplicates.
+ * get_unchecked reads users_unchecked (the ids of the two tables are
+ * independent). */
+static inline int rf_store_user_find_unchecked(rf_store_t *s, const char *email, int *found) {
+  return s ? s->ops->user_find_unchecked(s, email, found) : RF_EINVAL;
+}
+static inline int rf_store_user_insert_unchecked(rf_store_t *s, const char *email, int64_t *id) {
+  return s ? s->ops->user_insert_unchecked(s, email, id) : RF_EINVAL;
+}
+static inline int rf_store_user_get_unchecked(rf_store_t *s, int64_t id, char *email, size_t cap) {
+  return s ? s->ops->user_get_unchecked(s, id, email, cap) : RF_EINVAL;
+}
+
+/* ------------------------------------------------------------ inventory */
+
+/* rf_store_item_put: create the item or reset its stock (upsert); stock
+ * >= 0 else RF_EINVAL. Atomic. */
+static inline int rf_store_item_put(rf_store_t *s, const char *item, int64_t stock) {
+  return s ? s->ops->item_put(s, item, stock) : RF_EINVAL;
+}
+
+/* rf_store_item_get: *stock of the item, or RF_ENOENT. */
+static inline int rf_store_item_get(rf_store_t *s, const char *item, int64_t *stock) {
+  return s ? s->ops->item_get(s, item, stock) : RF_EINVAL;
+}
+
+/* rf_store_item_purchase: take qty (>= 1) from the item's stock.
+ * Atomic: one conditional statement, UPDATE ... SET stock = stock - qty
+ * WHERE id = item AND stock >= qty, inside one IMMEDIATE transaction that
+ * also tells the two failures apart: RF_ENOENT (no such item) or
+ * RF_ECONFLICT (stock < qty: out of stock; nothing changed). Stock never
+ * goes below zero, and the quantities of successful purchases sum exactly
+ * to the stock removed. *remaining: the stock right after this purchase. */
+static inline int rf_store_item_purchase(rf_store_t *s, const char *item, int64_t qty,
+                                         int64_t *remaining) {
+  return s ? s->ops->item_purchase(s, item, qty, remaining) : RF_EINVAL;
+}
+
+/* --unsafe twin: overwrite the stock of an existing item (RF_ENOENT if
+ * missing, RF_EINVAL if stock < 0) without looking at what is there. The
+ * naive handler does item_get, checks, waits, item_set_stock: lost updates
+ * and overselling follow. */
+static inline int rf_store_item_set_stock(rf_store_t *s, const char *item, int64_t stock) {
+  return s ? s->ops->item_set_stock(s, item, stock) : RF_EINVAL;
+}
+
+/* -------------------------------------------------------------- wallets */
+
+/* rf_store_wallet_put: create the wallet or reset its balance (upsert);
+ * balance >= 0 else RF_EINVAL. Versions: a new wallet gets version 1; a
+ * reset of an existing wallet increments its version (it is a write like
+ * any other), so a read-modify-write that straddles a reset fails its
+ * version check instead of silently undoing the reset.
+ * *version (may be NULL): the version after the write. Atomic. */
+static inline int rf_store_wallet_put(rf_store_t *s, const char *user, int64_t balance,
+                                      int64_t *version) {
+  return s ? s->ops->wallet_put(s, user, balance, version) : RF_EINVAL;
+}
+
+/* rf_store_wallet_get: *balance and *version (either may be NULL) of the
+ * wallet, or RF_ENOENT. One consistent snapshot of the row. */
+static inline int rf_store_wallet_get(rf_store_t *s, const char *user, int64_t *balance,
+                                      int64_t *version) {
+  return s ? s->ops->wallet_get(s, user, balance, version) : RF_EINVAL;
+}
+
+/* rf_store_wallet_cas: optimistic write. Atomic: UPDATE wallets SET
+ * balance = new_balance, version = version + 1 WHERE user_id = user AND
+ * version = expected_version. Returns 0 and *new_version (may be NULL,
+ * = expected_version + 1), RF_ECONFLICT if the version moved on (retry:
+ * re-read, re-check, re-write), RF_ENOENT if there is no such wallet,
+ * RF_EINVAL if new_balance < 0 (the balance is never negative: the schema
+ * also has CHECK (balance >= 0)). */
+static inline int rf_store_wallet_cas(rf_store_t *s, const char *user, int64_t expected_version,
+                                      int64_t new_balance, int64_t *new_version) {
+  return s ? s->ops->wallet_cas(s, user, expected_version, new_balance, new_version) : RF_EINVAL;
+}
+
+/* --unsafe twin: overwrite the balance without a version check; the
+ * version still rises by one per write (*new_version may be NULL).
+ * RF_ENOENT if missing, RF_EINVAL if balance < 0. The naive handler reads
+ * with wallet_get, checks, waits, wallet_set: two concurrent withdrawals
+ * both succeed but only one is subtracted (a lost update). */
+static inline int rf_store_wallet_set(rf_store_t *s, const char *user, int64_t balance,
+                                      int64_t *new_version) {
+  return s ? s->ops->wallet_set(s, user, balance, new_version) : RF_EINVAL;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RF_STORE_H */
