@@ -1,0 +1,739 @@
+/* sqlite.c - the SQLite backend of the store (see store.h).
+ *
+ * Connections: an SQLite connection must not be used by two threads at
+ * once, and the store is called from many. The store keeps a pool of
+ * connections: a call takes an idle one (or opens a new one while fewer
+ * than POOL_MAX are open, or waits for one to be returned), runs its
+ * statements and gives it back. Each connection caches its prepared
+ * statements (one per entry of SQL[] below, prepared on first use), so a
+ * call costs a mutex round trip plus the SQL itself. A pool rather than a
+ * connection per thread (pthread key) because a pool needs no thread-exit
+ * destructor that could race with rf_store_close, and because the number of
+ * connections then follows concurrency, not the number of threads.
+ *
+ * Transactions: every write runs inside BEGIN IMMEDIATE ... COMMIT. IMMEDIATE
+ * takes the write lock at BEGIN, so a transaction never starts as a reader
+ * and upgrades later (in WAL mode an upgrade over a stale snapshot fails
+ * with SQLITE_BUSY_SNAPSHOT at once, without the busy handler). Waiting for
+ * the lock is bounded by busy_timeout; beyond it the call returns RF_EBUSY
+ * having changed nothing. Reads are single statements in autocommit, each a
+ * consistent snapshot.
+ *
+ * Fork: connections must not cross fork(). The store remembers the pid that
+ * opened it and refuses (RF_ESTATE) to run in another process: a worker
+ * process opens its own store after fork.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "backend.h"
+#include "store.h"
+
+#define POOL_MAX        32
+#define BUSY_TIMEOUT_MS 5000
+
+/* Every statement the backend runs, prepared once per connection. */
+enum {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_PING,
+  ST_USER_INSERT,
+  ST_USER_GET,
+  ST_UU_FIND,
+  ST_UU_INSERT,
+  ST_UU_GET,
+  ST_ITEM_PUT,
+  ST_ITEM_GET,
+  ST_ITEM_TAKE,
+  ST_ITEM_SET,
+  ST_WALLET_PUT,
+  ST_WALLET_GET,
+  ST_WALLET_CAS,
+  ST_WALLET_SET,
+  ST__COUNT
+};
+
+static const char *const SQL[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_PING] = "SELECT 1",
+    [ST_USER_INSERT] = "INSERT INTO users(email) VALUES (?1) RETURNING id",
+    [ST_USER_GET] = "SELECT email FROM users WHERE id = ?1",
+    [ST_UU_FIND] = "SELECT 1 FROM users_unchecked WHERE email = ?1 LIMIT 1",
+    [ST_UU_INSERT] = "INSERT INTO users_unchecked(email) VALUES (?1) RETURNING id",
+    [ST_UU_GET] = "SELECT email FROM users_unchecked WHERE id = ?1",
+    [ST_ITEM_PUT] = "INSERT INTO items(id, stock) VALUES (?1, ?2)"
+                    " ON CONFLICT(id) DO UPDATE SET stock = excluded.stock",
+    [ST_ITEM_GET] = "SELECT stock FROM items WHERE id = ?1",
+    [ST_ITEM_TAKE] = "UPDATE items SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2"
+                     " RETURNING stock",
+    [ST_ITEM_SET] = "UPDATE items SET stock = ?2 WHERE id = ?1 RETURNING stock",
+    [ST_WALLET_PUT] = "INSERT INTO wallets(user_id, balance, version) VALUES (?1, ?2, 1)"
+                      " ON CONFLICT(user_id) DO UPDATE SET balance = excluded.balance,"
+                      " version = wallets.version + 1 RETURNING version",
+    [ST_WALLET_GET] = "SELECT balance, version FROM wallets WHERE user_id = ?1",
+    [ST_WALLET_CAS] = "UPDATE wallets SET balance = ?2, version = version + 1"
+                      " WHERE user_id = ?1 AND version = ?3 RETURNING version",
+    [ST_WALLET_SET] = "UPDATE wallets SET balance = ?2, version = version + 1"
+                      " WHERE user_id = ?1 RETURNING version",
+};
+
+typedef struct conn {
+  sqlite3 *db;
+  sqlite3_stmt *st[ST__COUNT];
+  struct conn *next;
+} conn_t;
+
+typedef struct sqlite_store {
+  rf_store_t base;
+  char *path;
+  pid_t pid;            /* the process that opened the store */
+  pthread_mutex_t mu;   /* guards idle, nopen */
+  pthread_cond_t freed; /* a connection was returned or a slot freed */
+  conn_t *idle;         /* stack of connections not in use */
+  int nopen;            /* connections open (idle + in use) */
+} sqlite_store_t;
+
+/* ---------------------------------------------------------- error mapping */
+
+static int map_rc(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_DONE:
+  case SQLITE_ROW:
+    return 0;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return RF_EBUSY;
+  case SQLITE_NOMEM:
+    return RF_ENOMEM;
+  case SQLITE_CONSTRAINT:
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+      return RF_EEXIST;
+    return RF_EINVAL; /* CHECK, NOT NULL: a value the schema refuses */
+  case SQLITE_CANTOPEN:
+  case SQLITE_NOTADB:
+  case SQLITE_PERM:
+  case SQLITE_AUTH:
+    return RF_EUNAVAIL;
+  default:
+    return RF_EIO;
+  }
+}
+
+static int valid_id(const char *id) {
+  if (!id)
+    return 0;
+  size_t n = strnlen(id, RF_STORE_ID_MAX + 1);
+  return n >= 1 && n <= RF_STORE_ID_MAX;
+}
+
+static int valid_email(const char *e) {
+  if (!e)
+    return 0;
+  size_t n = strnlen(e, RF_STORE_EMAIL_MAX + 1);
+  return n >= 1 && n <= RF_STORE_EMAIL_MAX;
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void conn_close(conn_t *c) {
+  if (!c)
+    return;
+  for (int i = 0; i < ST__COUNT; i++)
+    sqlite3_finalize(c->st[i]);
+  sqlite3_close_v2(c->db);
+  free(c);
+}
+
+/* Open one connection with the per-connection settings. journal_mode=WAL
+ * is a property of the file; setting it on every connection is a cheap
+ * no-op once the file is in WAL mode. */
+static int conn_open(const char *path, conn_t **out, char *err, size_t errlen) {
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return RF_ENOMEM;
+  int flags =
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+  int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(c->db,
+                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                      " PRAGMA foreign_keys=ON;",
+                      NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    if (err && errlen > 0)
+      snprintf(err, errlen, "store: cannot open sqlite database %s: %s", path,
+               c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    int e = map_rc(rc);
+    conn_close(c);
+    return e == RF_EBUSY || e == RF_ENOMEM ? e : RF_EUNAVAIL;
+  }
+  *out = c;
+  return 0;
+}
+
+/* Take a connection for the calling thread: an idle one, a new one, or
+ * wait until another thread returns one. */
+static int conn_get(sqlite_store_t *s, conn_t **out) {
+  if (getpid() != s->pid)
+    return RF_ESTATE;
+  pthread_mutex_lock(&s->mu);
+  while (!s->idle && s->nopen >= POOL_MAX)
+    pthread_cond_wait(&s->freed, &s->mu);
+  conn_t *c = s->idle;
+  if (c) {
+    s->idle = c->next;
+    pthread_mutex_unlock(&s->mu);
+    *out = c;
+    return 0;
+  }
+  s->nopen++; /* reserve the slot, open outside the lock */
+  pthread_mutex_unlock(&s->mu);
+  int rc = conn_open(s->path, &c, NULL, 0);
+  if (rc != 0) {
+    pthread_mutex_lock(&s->mu);
+    s->nopen--;
+    pthread_cond_signal(&s->freed);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+/* Give a connection back. A connection left inside a transaction by an
+ * error path is rolled back first so the next user starts clean. */
+static void conn_put(sqlite_store_t *s, conn_t *c) {
+  if (!sqlite3_get_autocommit(c->db))
+    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+  pthread_mutex_lock(&s->mu);
+  c->next = s->idle;
+  s->idle = c;
+  pthread_cond_signal(&s->freed);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* The cached statement `which`, reset and unbound, ready for binding. */
+static int stmt(conn_t *c, int which, sqlite3_stmt **out) {
+  if (!c->st[which]) {
+    int rc =
+        sqlite3_prepare_v3(c->db, SQL[which], -1, SQLITE_PREPARE_PERSISTENT, &c->st[which], NULL);
+    if (rc != SQLITE_OK)
+      return map_rc(rc);
+  }
+  *out = c->st[which];
+  return 0;
+}
+
+/* Finish with a statement: reset it (keeps it cached) and drop bindings. */
+static void stmt_done(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+/* Run a statement without parameters and without result rows. */
+static int exec_simple(conn_t *c, int which) {
+  sqlite3_stmt *st;
+  int rc = stmt(c, which, &st);
+  if (rc != 0)
+    return rc;
+  int src = sqlite3_step(st);
+  stmt_done(st);
+  return src == SQLITE_DONE || src == SQLITE_ROW ? 0 : map_rc(src);
+}
+
+static int tx_begin(conn_t *c) {
+  return exec_simple(c, ST_BEGIN);
+}
+
+/* Commit when rc == 0, else roll back; returns the final status. */
+static int tx_end(conn_t *c, int rc) {
+  if (rc == 0) {
+    rc = exec_simple(c, ST_COMMIT);
+    if (rc == 0)
+      return 0;
+  }
+  if (!sqlite3_get_autocommit(c->db))
+    exec_simple(c, ST_ROLLBACK);
+  return rc;
+}
+
+/* Step a statement whose result is at most one row with one integer
+ * column. *found = 1 and *val set if there was a row. Always steps to the
+ * end, so that the statement's writes (RETURNING) are complete. */
+static int step_int(sqlite3_stmt *st, int *found, int64_t *val) {
+  int rc = sqlite3_step(st);
+  *found = 0;
+  if (rc == SQLITE_ROW) {
+    *found = 1;
+    if (val)
+      *val = sqlite3_column_int64(st, 0);
+    rc = sqlite3_step(st);
+  }
+  int e = rc == SQLITE_DONE ? 0 : map_rc(rc);
+  stmt_done(st);
+  return e;
+}
+
+/* ------------------------------------------------------------- migrations */
+
+static int migrate(conn_t *c, char *err, size_t errlen) {
+  const char *what = "begin";
+  int rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc == SQLITE_OK) {
+    what = "schema_version";
+    rc = sqlite3_exec(c->db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+                      NULL, NULL, NULL);
+  }
+  int64_t have = 0;
+  if (rc == SQLITE_OK) {
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(c->db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &st,
+                            NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      have = sqlite3_column_int64(st, 0);
+      rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+  }
+  if (rc == SQLITE_OK && have > (int64_t)rf__sqlite_migrations_count) {
+    if (err && errlen > 0)
+      snprintf(err, errlen, "store: database schema version %lld is newer than this program (%zu)",
+               (long long)have, rf__sqlite_migrations_count);
+    sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return RF_EUNAVAIL;
+  }
+  for (size_t v = (size_t)have; rc == SQLITE_OK && v < rf__sqlite_migrations_count; v++) {
+    what = "migration";
+    rc = sqlite3_exec(c->db, rf__sqlite_migrations[v], NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+      char sql[96];
+      snprintf(sql, sizeof sql, "INSERT INTO schema_version(version) VALUES (%zu)", v + 1);
+      rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    }
+  }
+  if (rc == SQLITE_OK) {
+    what = "commit";
+    rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+  }
+  if (rc != SQLITE_OK) {
+    if (err && errlen > 0)
+      snprintf(err, errlen, "store: sqlite schema %s failed: %s", what, sqlite3_errmsg(c->db));
+    if (!sqlite3_get_autocommit(c->db))
+      sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    int e = map_rc(rc);
+    return e == RF_EBUSY || e == RF_ENOMEM ? e : RF_EUNAVAIL;
+  }
+  return 0;
+}
+
+/* ----------------------------------------------------------------- store */
+
+static const rf_store_ops_t sqlite_ops;
+
+static void s_close(rf_store_t *base) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  conn_t *c = s->idle;
+  while (c) {
+    conn_t *next = c->next;
+    conn_close(c);
+    c = next;
+  }
+  pthread_cond_destroy(&s->freed);
+  pthread_mutex_destroy(&s->mu);
+  free(s->path);
+  free(s);
+}
+
+int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t errlen) {
+  sqlite_store_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return RF_ENOMEM;
+  s->base.ops = &sqlite_ops;
+  s->pid = getpid();
+  s->path = strdup(path);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->freed, NULL);
+  if (!s->path) {
+    s_close(&s->base);
+    return RF_ENOMEM;
+  }
+  conn_t *c = NULL;
+  int rc = conn_open(path, &c, err, errlen);
+  if (rc == 0)
+    rc = migrate(c, err, errlen);
+  if (rc != 0) {
+    conn_close(c);
+    s_close(&s->base);
+    return rc;
+  }
+  s->idle = c; /* the first connection joins the pool */
+  s->nopen = 1;
+  *out = &s->base;
+  return 0;
+}
+
+static int s_ping(rf_store_t *base) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  sqlite3_stmt *st;
+  int found = 0;
+  rc = stmt(c, ST_PING, &st);
+  if (rc == 0)
+    rc = step_int(st, &found, NULL);
+  conn_put(s, c);
+  return rc == 0 ? 0 : rc == RF_EBUSY ? RF_EBUSY : RF_EUNAVAIL;
+}
+
+/* ----------------------------------------------------------------- users */
+
+/* INSERT ... RETURNING id inside BEGIN IMMEDIATE; a unique violation is
+ * RF_EEXIST. */
+static int insert_email(sqlite_store_t *s, int which, const char *email, int64_t *id) {
+  if (!valid_email(email) || !id)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int64_t newid = 0;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    sqlite3_stmt *st;
+    int found = 0;
+    rc = stmt(c, which, &st);
+    if (rc == 0) {
+      sqlite3_bind_text(st, 1, email, -1, SQLITE_STATIC);
+      rc = step_int(st, &found, &newid);
+    }
+    if (rc == 0 && !found)
+      rc = RF_EINTERNAL;
+    rc = tx_end(c, rc);
+  }
+  conn_put(s, c);
+  if (rc == 0)
+    *id = newid;
+  return rc;
+}
+
+static int get_email(sqlite_store_t *s, int which, int64_t id, char *email, size_t cap) {
+  if (!email || cap == 0)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  sqlite3_stmt *st;
+  rc = stmt(c, which, &st);
+  if (rc == 0) {
+    sqlite3_bind_int64(st, 1, id);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+      const unsigned char *txt = sqlite3_column_text(st, 0);
+      size_t n = (size_t)sqlite3_column_bytes(st, 0);
+      if (!txt)
+        rc = RF_ENOMEM;
+      else if (n + 1 > cap)
+        rc = RF_ERANGE;
+      else
+        memcpy(email, txt, n + 1);
+    } else {
+      rc = src == SQLITE_DONE ? RF_ENOENT : map_rc(src);
+    }
+    stmt_done(st);
+  }
+  conn_put(s, c);
+  return rc;
+}
+
+static int s_user_create(rf_store_t *base, const char *email, int64_t *id) {
+  return insert_email((sqlite_store_t *)base, ST_USER_INSERT, email, id);
+}
+
+static int s_user_get(rf_store_t *base, int64_t id, char *email, size_t cap) {
+  return get_email((sqlite_store_t *)base, ST_USER_GET, id, email, cap);
+}
+
+static int s_user_find_unchecked(rf_store_t *base, const char *email, int *found) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_email(email) || !found)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  sqlite3_stmt *st;
+  int f = 0;
+  rc = stmt(c, ST_UU_FIND, &st);
+  if (rc == 0) {
+    sqlite3_bind_text(st, 1, email, -1, SQLITE_STATIC);
+    rc = step_int(st, &f, NULL);
+  }
+  conn_put(s, c);
+  if (rc == 0)
+    *found = f;
+  return rc;
+}
+
+static int s_user_insert_unchecked(rf_store_t *base, const char *email, int64_t *id) {
+  return insert_email((sqlite_store_t *)base, ST_UU_INSERT, email, id);
+}
+
+static int s_user_get_unchecked(rf_store_t *base, int64_t id, char *email, size_t cap) {
+  return get_email((sqlite_store_t *)base, ST_UU_GET, id, email, cap);
+}
+
+/* --------------------------------------------------------- row helpers */
+
+/* Run statement `which` with (text ?1, int ?2, optional int ?3) and read
+ * an optional single integer result row. Inside its own IMMEDIATE
+ * transaction when `write`. The caller holds connection c. */
+static int run_kv(conn_t *c, int which, const char *key, int64_t a, int has_b, int64_t b,
+                  int *found, int64_t *val) {
+  sqlite3_stmt *st;
+  int rc = stmt(c, which, &st);
+  if (rc != 0)
+    return rc;
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  if (sqlite3_bind_parameter_count(st) >= 2)
+    sqlite3_bind_int64(st, 2, a);
+  if (has_b)
+    sqlite3_bind_int64(st, 3, b);
+  return step_int(st, found, val);
+}
+
+/* ------------------------------------------------------------- inventory */
+
+static int s_item_put(rf_store_t *base, const char *item, int64_t stock) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(item) || stock < 0)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found;
+  rc = tx_begin(c);
+  if (rc == 0)
+    rc = tx_end(c, run_kv(c, ST_ITEM_PUT, item, stock, 0, 0, &found, NULL));
+  conn_put(s, c);
+  return rc;
+}
+
+static int s_item_get(rf_store_t *base, const char *item, int64_t *stock) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(item) || !stock)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t v = 0;
+  rc = run_kv(c, ST_ITEM_GET, item, 0, 0, 0, &found, &v);
+  conn_put(s, c);
+  if (rc == 0 && !found)
+    rc = RF_ENOENT;
+  if (rc == 0)
+    *stock = v;
+  return rc;
+}
+
+/* The conditional UPDATE decides; when it matches no row, a SELECT in the
+ * same transaction (so nothing can slip in between) tells a missing item
+ * from an out-of-stock one. */
+static int s_item_purchase(rf_store_t *base, const char *item, int64_t qty, int64_t *remaining) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(item) || qty < 1 || !remaining)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t left = 0;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    int r = run_kv(c, ST_ITEM_TAKE, item, qty, 0, 0, &found, &left);
+    if (r == 0 && !found) {
+      int64_t ignored;
+      r = run_kv(c, ST_ITEM_GET, item, 0, 0, 0, &found, &ignored);
+      if (r == 0)
+        r = found ? RF_ECONFLICT : RF_ENOENT;
+    }
+    /* Nothing was written on the failure paths: commit or roll back is
+     * the same; roll back to keep it obvious. */
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  if (rc == 0)
+    *remaining = left;
+  return rc;
+}
+
+static int s_item_set_stock(rf_store_t *base, const char *item, int64_t stock) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(item) || stock < 0)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    int r = run_kv(c, ST_ITEM_SET, item, stock, 0, 0, &found, NULL);
+    if (r == 0 && !found)
+      r = RF_ENOENT;
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  return rc;
+}
+
+/* --------------------------------------------------------------- wallets */
+
+static int s_wallet_put(rf_store_t *base, const char *user, int64_t balance, int64_t *version) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(user) || balance < 0)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t v = 0;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    int r = run_kv(c, ST_WALLET_PUT, user, balance, 0, 0, &found, &v);
+    if (r == 0 && !found)
+      r = RF_EINTERNAL;
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  if (rc == 0 && version)
+    *version = v;
+  return rc;
+}
+
+static int s_wallet_get(rf_store_t *base, const char *user, int64_t *balance, int64_t *version) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(user))
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  sqlite3_stmt *st;
+  int64_t b = 0, v = 0;
+  rc = stmt(c, ST_WALLET_GET, &st);
+  if (rc == 0) {
+    sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+      b = sqlite3_column_int64(st, 0);
+      v = sqlite3_column_int64(st, 1);
+    } else {
+      rc = src == SQLITE_DONE ? RF_ENOENT : map_rc(src);
+    }
+    stmt_done(st);
+  }
+  conn_put(s, c);
+  if (rc == 0) {
+    if (balance)
+      *balance = b;
+    if (version)
+      *version = v;
+  }
+  return rc;
+}
+
+/* The version check is in the WHERE clause; when no row matched, a SELECT
+ * in the same transaction tells a stale version from a missing wallet. */
+static int s_wallet_cas(rf_store_t *base, const char *user, int64_t expected, int64_t balance,
+                        int64_t *new_version) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(user) || balance < 0)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t v = 0;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    int r = run_kv(c, ST_WALLET_CAS, user, balance, 1, expected, &found, &v);
+    if (r == 0 && !found) {
+      int64_t ignored;
+      sqlite3_stmt *st;
+      r = stmt(c, ST_WALLET_GET, &st);
+      if (r == 0) {
+        sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+        r = step_int(st, &found, &ignored);
+      }
+      if (r == 0)
+        r = found ? RF_ECONFLICT : RF_ENOENT;
+    }
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  if (rc == 0 && new_version)
+    *new_version = v;
+  return rc;
+}
+
+static int s_wallet_set(rf_store_t *base, const char *user, int64_t balance, int64_t *new_version) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(user) || balance < 0)
+    return RF_EINVAL;
+  conn_t *c;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t v = 0;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    int r = run_kv(c, ST_WALLET_SET, user, balance, 0, 0, &found, &v);
+    if (r == 0 && !found)
+      r = RF_ENOENT;
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  if (rc == 0 && new_version)
+    *new_version = v;
+  return rc;
+}
+
+static const rf_store_ops_t sqlite_ops = {
+    .kind = "sqlite",
+    .close = s_close,
+    .ping = s_ping,
+    .user_create = s_user_create,
+    .user_get = s_user_get,
+    .user_find_unchecked = s_user_find_unchecked,
+    .user_insert_unchecked = s_user_insert_unchecked,
+    .user_get_unchecked = s_user_get_unchecked,
+    .item_put = s_item_put,
+    .item_get = s_item_get,
+    .item_purchase = s_item_purchase,
+    .item_set_stock = s_item_set_stock,
+    .wallet_put = s_wallet_put,
+    .wallet_get = s_wallet_get,
+    .wallet_cas = s_wallet_cas,
+    .wallet_set = s_wallet_set,
+};
