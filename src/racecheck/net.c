@@ -1,0 +1,528 @@
+/* net.c - see net.h. */
+#include "net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define RC_SCAN_NS (20u * 1000000u) /* time-out scan period */
+
+const char *rc_net_errname(int e) {
+  static const char *const names[RC_NET_NERR] = {
+      "OK",         "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ECLOSED",
+      "ETRUNCATED", "EPROTO",       "ETOOBIG",    "ECONNECT",  "EPIPE",
+  };
+  return (e >= 0 && e < RC_NET_NERR) ? names[e] : "EUNKNOWN";
+}
+
+int rc_addr_resolve(const char *host, uint16_t port, rc_addr_t *out, rc_err_t *err) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  char ps[8];
+  snprintf(ps, sizeof ps, "%u", (unsigned)port);
+  int rc = getaddrinfo(host, ps, &hints, &res);
+  if (rc != 0 || !res) {
+    rc_err_set(err, 0, 0, "cannot resolve '%s': %s", host, gai_strerror(rc));
+    return -1;
+  }
+  const struct addrinfo *pick = res;
+  for (const struct addrinfo *a = res; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  }
+  memset(out, 0, sizeof *out);
+  memcpy(&out->sa, pick->ai_addr, pick->ai_addrlen);
+  out->len = pick->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+/* --------------------------------------------------------------- loop */
+
+int rc_loop_init(rc_loop_t *l) {
+  memset(l, 0, sizeof *l);
+  l->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (l->epfd < 0) {
+    return -errno;
+  }
+  l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (l->evfd < 0) {
+    int e = -errno;
+    close(l->epfd);
+    return e;
+  }
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0) {
+    int e = -errno;
+    close(l->evfd);
+    close(l->epfd);
+    return e;
+  }
+  l->rbuf_size = 64 * 1024;
+  l->rbuf = rc_xmalloc(l->rbuf_size);
+  return 0;
+}
+
+void rc_loop_free(rc_loop_t *l) {
+  if (l->epfd > 0) {
+    close(l->epfd);
+  }
+  if (l->evfd > 0) {
+    close(l->evfd);
+  }
+  free(l->rbuf);
+  free(l->conns);
+  free(l->timers);
+  free(l->deferred);
+  memset(l, 0, sizeof *l);
+}
+
+void rc_loop_wake(rc_loop_t *l) {
+  uint64_t one = 1;
+  ssize_t n = write(l->evfd, &one, sizeof one);
+  (void)n; /* EAGAIN: the counter is already non-zero, the loop will wake */
+}
+
+static void rc__heap_up(rc_loop_t *l, uint32_t i) {
+  rc_timer_t t = l->timers[i];
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2;
+    if (l->timers[p].when <= t.when) {
+      break;
+    }
+    l->timers[i] = l->timers[p];
+    i = p;
+  }
+  l->timers[i] = t;
+}
+
+static void rc__heap_down(rc_loop_t *l, uint32_t i) {
+  rc_timer_t t = l->timers[i];
+  uint32_t n = l->ntimers;
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= n) {
+      break;
+    }
+    if (c + 1 < n && l->timers[c + 1].when < l->timers[c].when) {
+      c++;
+    }
+    if (t.when <= l->timers[c].when) {
+      break;
+    }
+    l->timers[i] = l->timers[c];
+    i = c;
+  }
+  l->timers[i] = t;
+}
+
+void rc_loop_timer(rc_loop_t *l, uint64_t when, rc_timer_fn fn, void *ud) {
+  if (l->ntimers == l->tcap) {
+    l->tcap = l->tcap ? l->tcap * 2 : 64;
+    l->timers = rc_xrealloc(l->timers, l->tcap * sizeof *l->timers);
+  }
+  l->timers[l->ntimers] = (rc_timer_t){.when = when, .fn = fn, .ud = ud};
+  rc__heap_up(l, l->ntimers++);
+}
+
+uint64_t rc_loop_next_timer(const rc_loop_t *l) {
+  return l->ntimers ? l->timers[0].when : UINT64_MAX;
+}
+
+static void rc__track(rc_loop_t *l, rc_conn_t *c) {
+  if (l->nconns == l->cap) {
+    l->cap = l->cap ? l->cap * 2 : 64;
+    l->conns = rc_xrealloc(l->conns, l->cap * sizeof *l->conns);
+  }
+  c->idx = l->nconns;
+  l->conns[l->nconns++] = c;
+}
+
+static void rc__untrack(rc_loop_t *l, rc_conn_t *c) {
+  uint32_t i = c->idx;
+  if (i >= l->nconns || l->conns[i] != c) {
+    return;
+  }
+  l->conns[i] = l->conns[--l->nconns];
+  l->conns[i]->idx = i;
+}
+
+static void rc__defer(rc_conn_t *c, int ev) {
+  rc_loop_t *l = c->loop;
+  if (c->deferred_ev) {
+    c->deferred_ev = (uint8_t)ev;
+    return;
+  }
+  if (l->ndeferred == l->dcap) {
+    l->dcap = l->dcap ? l->dcap * 2 : 16;
+    l->deferred = rc_xrealloc(l->deferred, l->dcap * sizeof *l->deferred);
+  }
+  c->deferred_ev = (uint8_t)ev;
+  l->deferred[l->ndeferred++] = c;
+}
+
+/* --------------------------------------------------------------- connections */
+
+void rc_conn_init(rc_conn_t *c, rc_loop_t *loop, const rc_addr_t *addr, rc_conn_cb cb, void *ud) {
+  memset(c, 0, sizeof *c);
+  c->loop = loop;
+  c->fd = -1;
+  c->state = RC_CS_CLOSED;
+  c->addr = addr;
+  c->cb = cb;
+  c->ud = ud;
+}
+
+void rc_conn_close(rc_conn_t *c) {
+  if (c->fd >= 0) {
+    rc__untrack(c->loop, c);
+    close(c->fd); /* also removes it from the epoll set */
+    c->fd = -1;
+  }
+  c->state = RC_CS_CLOSED;
+  c->deadline = 0;
+  c->send_after_connect = 0;
+  c->nreq = 0;
+}
+
+void rc_conn_free(rc_conn_t *c) {
+  rc_conn_close(c);
+  /* drop a queued event: the owner is going away */
+  rc_loop_t *l = c->loop;
+  if (c->deferred_ev && l) {
+    for (uint32_t i = 0; i < l->ndeferred; i++) {
+      if (l->deferred[i] == c) {
+        l->deferred[i] = NULL;
+      }
+    }
+  }
+  c->deferred_ev = 0;
+  rc_resp_free(&c->resp);
+}
+
+static void rc__fail(rc_conn_t *c, int err) {
+  rc_conn_close(c);
+  c->err = err;
+  c->cb(c, RC_CONN_EV_ERROR, c->ud);
+}
+
+static int rc__errno_kind(int e) {
+  switch (e) {
+  case ECONNREFUSED:
+    return RC_NET_ECONNREFUSED;
+  case ECONNRESET:
+    return RC_NET_ECONNRESET;
+  case EPIPE:
+    return RC_NET_EPIPE;
+  case ETIMEDOUT:
+    return RC_NET_ETIMEDOUT;
+  default:
+    return RC_NET_ECONNECT;
+  }
+}
+
+/* Start a non-blocking connect. Returns 0 (connecting or connected) or an
+ * RC_NET_ error kind. */
+static int rc__open(rc_conn_t *c) {
+  int fd = socket(c->addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return RC_NET_ECONNECT;
+  }
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int rc = connect(fd, (const struct sockaddr *)&c->addr->sa, c->addr->len);
+  if (rc != 0 && errno != EINPROGRESS) {
+    int kind = rc__errno_kind(errno);
+    close(fd);
+    return kind;
+  }
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+  if (epoll_ctl(c->loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    close(fd);
+    return RC_NET_ECONNECT;
+  }
+  c->fd = fd;
+  c->state = RC_CS_CONNECTING;
+  c->nreq = 0;
+  rc__track(c->loop, c);
+  return 0;
+}
+
+void rc_conn_connect(rc_conn_t *c, uint64_t timeout_ns) {
+  if (c->fd >= 0) {
+    rc__defer(c, RC_CONN_EV_CONNECTED);
+    return;
+  }
+  int kind = rc__open(c);
+  if (kind) {
+    c->err = kind;
+    rc__defer(c, RC_CONN_EV_ERROR);
+    return;
+  }
+  c->send_after_connect = 0;
+  c->deadline = timeout_ns ? rc_now_ns() + timeout_ns : 0;
+}
+
+/* Write what remains of the request. Returns 0 (all written, or waiting
+ * for writability) or an RC_NET_ error kind; the caller reports it. */
+static int rc__write(rc_conn_t *c) {
+  while (c->out_off < c->out_len) {
+    ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (n > 0) {
+      c->out_off += (size_t)n;
+      c->bytes_out += (uint64_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->state = RC_CS_SENDING;
+      return 0; /* the next EPOLLOUT edge continues */
+    }
+    return n < 0 ? rc__errno_kind(errno) : RC_NET_EPIPE;
+  }
+  c->state = RC_CS_WAITING;
+  return 0;
+}
+
+void rc_conn_send(rc_conn_t *c, const char *buf, size_t len, unsigned resp_flags,
+                  uint64_t timeout_ns) {
+  c->out = buf;
+  c->out_len = len;
+  c->out_off = 0;
+  c->resp_flags = resp_flags;
+  c->timeout_ns = timeout_ns;
+  rc_resp_reset(&c->resp, resp_flags);
+  uint64_t now = rc_now_ns();
+  c->t_send = now;
+  c->deadline = timeout_ns ? now + timeout_ns : 0;
+  if (c->fd < 0) {
+    int kind = rc__open(c);
+    if (kind) {
+      c->err = kind;
+      rc__defer(c, RC_CONN_EV_ERROR);
+      return;
+    }
+  }
+  if (c->state == RC_CS_CONNECTING) {
+    c->send_after_connect = 1;
+    return;
+  }
+  int kind = rc__write(c);
+  if (kind) {
+    rc_conn_close(c);
+    c->err = kind;
+    rc__defer(c, RC_CONN_EV_ERROR);
+  }
+}
+
+static void rc__on_connected(rc_conn_t *c) {
+  int soerr = 0;
+  socklen_t sl = sizeof soerr;
+  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) {
+    soerr = errno;
+  }
+  if (soerr != 0) {
+    rc__fail(c, rc__errno_kind(soerr));
+    return;
+  }
+  if (c->send_after_connect) {
+    c->send_after_connect = 0;
+    c->t_send = rc_now_ns();
+    int kind = rc__write(c);
+    if (kind) {
+      rc__fail(c, kind);
+    }
+    return;
+  }
+  c->state = RC_CS_IDLE;
+  c->deadline = 0;
+  c->cb(c, RC_CONN_EV_CONNECTED, c->ud);
+}
+
+static void rc__deliver(rc_conn_t *c) {
+  c->deadline = 0;
+  if (!c->resp.keep_alive) {
+    rc_conn_close(c);
+  } else {
+    c->state = RC_CS_IDLE;
+  }
+  c->nreq++;
+  c->cb(c, RC_CONN_EV_RESPONSE, c->ud);
+}
+
+static void rc__on_readable(rc_conn_t *c) {
+  rc_loop_t *l = c->loop;
+  for (;;) {
+    ssize_t n = recv(c->fd, l->rbuf, l->rbuf_size, 0);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return;
+      }
+      if (c->state == RC_CS_WAITING || c->state == RC_CS_SENDING) {
+        rc__fail(c, rc__errno_kind(errno));
+      } else {
+        rc_conn_close(c);
+      }
+      return;
+    }
+    if (n == 0) {
+      if (c->state == RC_CS_WAITING || c->state == RC_CS_SENDING) {
+        int rc = rc_resp_eof(&c->resp);
+        if (rc == RC_RESP_DONE) {
+          c->resp.keep_alive = 0;
+          rc__deliver(c);
+        } else {
+          rc__fail(c, rc == RC_RESP_ECLOSED  ? RC_NET_ECLOSED
+                      : rc == RC_RESP_ETRUNC ? RC_NET_ETRUNCATED
+                                             : RC_NET_EPROTO);
+        }
+      } else {
+        rc_conn_close(c); /* an idle keep-alive connection closed by the server */
+      }
+      return;
+    }
+    c->bytes_in += (uint64_t)n;
+    if (c->state != RC_CS_WAITING && c->state != RC_CS_SENDING) {
+      rc_conn_close(c); /* bytes nobody asked for: the connection is unusable */
+      return;
+    }
+    size_t used = 0;
+    int rc = rc_resp_feed(&c->resp, l->rbuf, (size_t)n, &used);
+    if (rc == RC_RESP_DONE) {
+      if (used < (size_t)n) {
+        c->resp.keep_alive = 0; /* unsolicited bytes follow the answer */
+      }
+      rc__deliver(c);
+      return;
+    }
+    if (rc < 0) {
+      rc__fail(c, rc == RC_RESP_ETOOBIG ? RC_NET_ETOOBIG : RC_NET_EPROTO);
+      return;
+    }
+    if ((size_t)n < l->rbuf_size) {
+      return; /* a short read drained the socket */
+    }
+  }
+}
+
+static void rc__on_event(rc_conn_t *c, uint32_t events) {
+  if (c->state == RC_CS_CONNECTING) {
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+      rc__on_connected(c);
+    }
+    return;
+  }
+  if ((events & EPOLLOUT) && c->state == RC_CS_SENDING) {
+    int kind = rc__write(c);
+    if (kind) {
+      rc__fail(c, kind);
+      return;
+    }
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    if (c->fd >= 0) {
+      rc__on_readable(c);
+    }
+  }
+}
+
+static void rc__scan_timeouts(rc_loop_t *l, uint64_t now) {
+  for (uint32_t i = 0; i < l->nconns;) {
+    rc_conn_t *c = l->conns[i];
+    if (c->deadline && c->deadline <= now) {
+      rc__fail(c, RC_NET_ETIMEDOUT);
+      continue; /* the table changed under i: look at the same slot again */
+    }
+    i++;
+  }
+}
+
+int rc_loop_run_once(rc_loop_t *l, uint64_t until) {
+  /* deliver events promised by rc_conn_send / rc_conn_connect */
+  if (l->ndeferred) {
+    uint32_t n = l->ndeferred;
+    rc_conn_t **batch = rc_xmalloc(n * sizeof *batch);
+    memcpy(batch, l->deferred, n * sizeof *batch);
+    l->ndeferred = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      rc_conn_t *c = batch[i];
+      if (!c || !c->deferred_ev) {
+        continue;
+      }
+      int ev = c->deferred_ev;
+      c->deferred_ev = 0;
+      c->cb(c, ev, c->ud);
+    }
+    free(batch);
+  }
+  uint64_t now = rc_now_ns();
+  uint64_t wake = until;
+  if (l->ntimers && l->timers[0].when < wake) {
+    wake = l->timers[0].when;
+  }
+  if (l->nconns && l->next_scan < wake) {
+    wake = l->next_scan;
+  }
+  if (l->ndeferred) {
+    wake = now;
+  }
+  struct timespec ts = {0, 0};
+  if (wake > now) {
+    uint64_t d = wake - now;
+    if (d > 1000000000ull) {
+      d = 1000000000ull;
+    }
+    ts.tv_sec = (time_t)(d / 1000000000ull);
+    ts.tv_nsec = (long)(d % 1000000000ull);
+  }
+  struct epoll_event evs[256];
+  int n = epoll_pwait2(l->epfd, evs, 256, &ts, NULL);
+  if (n < 0) {
+    if (errno == EINTR) {
+      return 0;
+    }
+    return -errno;
+  }
+  for (int i = 0; i < n; i++) {
+    if (evs[i].data.ptr == NULL) {
+      uint64_t v;
+      ssize_t r = read(l->evfd, &v, sizeof v);
+      (void)r;
+      if (l->on_wake) {
+        l->on_wake(l, l->wake_ud);
+      }
+      continue;
+    }
+    rc__on_event(evs[i].data.ptr, evs[i].events);
+  }
+  now = rc_now_ns();
+  while (l->ntimers && l->timers[0].when <= now) {
+    rc_timer_t t = l->timers[0];
+    l->timers[0] = l->timers[--l->ntimers];
+    if (l->ntimers) {
+      rc__heap_down(l, 0);
+    }
+    t.fn(t.ud, now);
+  }
+  if (now >= l->next_scan) {
+    rc__scan_timeouts(l, now);
+    l->next_scan = now + RC_SCAN_NS;
+  }
+  return 0;
+}

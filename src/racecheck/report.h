@@ -1,0 +1,78 @@
+/* report.h - the outcome of a run and its three renderings: the summary
+ * printed at the end, report.json (schema documented in docs/racecheck.md,
+ * "report.json") and a self-contained HTML page with inline SVG charts.
+ */
+#ifndef RC_REPORT_H
+#define RC_REPORT_H
+
+#include <stdio.h>
+
+#include "stats.h"
+
+/* Static description of one step (request) of the run, indexed by the
+ * step id that the tally uses. */
+typedef struct rc_stepinfo {
+  const char *name;
+  const char *scenario;
+  const char *method;
+} rc_stepinfo_t;
+
+typedef struct rc_phaseinfo {
+  const char *name;
+  const char *kind; /* "arrival", "pause", "burst", "closed", "before", "after", "invariants" */
+  double start_s, end_s;
+} rc_phaseinfo_t;
+
+/* One check: an expectation, an ensure threshold or an invariant. */
+typedef struct rc_check {
+  const char *kind;  /* "expect", "capture", "ensure", "invariant" */
+  char *name;        /* what was checked ("statusCode 201", "p99 < 200", ...) */
+  char *detail;      /* why it failed / the values seen; owned */
+  char *request;     /* the request that broke it ("#12 vu 3 POST /users -> 500"), or NULL */
+  char *requests;    /* related request ids as a JSON array text, or NULL */
+  uint64_t failures; /* how many times it failed (expectations) */
+  int ok;
+} rc_check_t;
+
+typedef struct rc_result {
+  const char *mode; /* "run", "burst", "bench" */
+  const char *target;
+  const char *file;
+  uint64_t started_wall_ms;
+  double duration_s;
+  int threads;
+  int connections;
+  rc_stats_t total;
+  rc_tick_t *ticks;
+  size_t nticks, ticks_cap;
+  rc_phaseinfo_t phases[RC_MAX_PHASES];
+  size_t nphases;
+  const rc_stepinfo_t *steps;
+  size_t nsteps;
+  rc_check_t *checks;
+  size_t nchecks, checks_cap;
+  long max_rss_kib;
+  int exit_code;
+} rc_result_t;
+
+void rc_result_init(rc_result_t *r);
+void rc_result_free(rc_result_t *r);
+void rc_result_add_tick(rc_result_t *r, const rc_tick_t *t);
+/* Append a check; takes ownership of the strings (any may be NULL). */
+rc_check_t *rc_result_add_check(rc_result_t *r, const char *kind, char *name, int ok, char *detail,
+                                char *request);
+/* Number of failed checks. */
+size_t rc_result_failed(const rc_result_t *r);
+
+/* Human summary (the end-of-run text). */
+void rc_report_text(FILE *f, const rc_result_t *r);
+/* The live line printed once a second on a terminal. */
+void rc_report_live(FILE *f, double elapsed_s, const rc_tick_t *t);
+/* report.json; returns 0 or -1 with errno. */
+int rc_report_json(const char *path, const rc_result_t *r);
+/* report.html; returns 0 or -1 with errno. */
+int rc_report_html(const char *path, const rc_result_t *r);
+/* Render report.json into a buffer (for tests). */
+void rc_report_json_buf(rc_buf_t *b, const rc_result_t *r);
+
+#endif /* RC_REPORT_H */
