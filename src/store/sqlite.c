@@ -155,7 +155,11 @@ static void conn_close(conn_t *c) {
 
 /* Open one connection with the per-connection settings. journal_mode=WAL
  * is a property of the file; setting it on every connection is a cheap
- * no-op once the file is in WAL mode. */
+ * no-op once the file is in WAL mode. temp_store=MEMORY: inside an explicit
+ * transaction a statement that may fail half-way (our UPDATEs have CHECK
+ * constraints) writes a statement journal, by default a temporary file;
+ * in memory the purchase transaction runs about 4x faster (measured with
+ * bench/bench_sqlite_purchase). */
 static int conn_open(const char *path, conn_t **out, char *err, size_t errlen) {
   conn_t *c = calloc(1, sizeof *c);
   if (!c)
@@ -168,7 +172,7 @@ static int conn_open(const char *path, conn_t **out, char *err, size_t errlen) {
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(c->db,
                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                      " PRAGMA foreign_keys=ON;",
+                      " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
                       NULL, NULL, NULL);
   if (rc != SQLITE_OK) {
     if (err && errlen > 0)

@@ -103,7 +103,7 @@ struct rf_store {
  * a schema_version table, applied in order inside one write transaction, so
  * opening an up-to-date database (even from several processes at once)
  * changes nothing. SQLite settings: WAL journal, synchronous=NORMAL,
- * foreign_keys=ON, busy_timeout 5000 ms.
+ * foreign_keys=ON, temp_store=MEMORY, busy_timeout 5000 ms.
  * Errors: RF_EINVAL (NULL, unknown scheme), RF_ENOTSUP (a scheme this build
  * lacks, e.g. postgres:// for now), RF_EUNAVAIL (cannot open or migrate),
  * RF_EBUSY, RF_ENOMEM. On success *out owns the store (rf_store_close).
