@@ -7,4 +7,4 @@ if [ -x build/release/src/server/racefreed ]; then
   exec build/release/src/server/racefreed --db sqlite:./data/racefree.db "$@"
 fi
 # Until the server exists the main job is the library demo.
-exec build/release/examples/hello_errors "$@"
+exec build/release/examples/counter_demo "$@"
