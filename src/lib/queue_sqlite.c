@@ -123,6 +123,7 @@ static const char *const RF__SQ_SQL[ST__COUNT] = {
                  " AND updated_ms < ?1",
 };
 
+#ifdef RF_TEST_HOOKS
 /* Failure-injection names, one per statement. */
 static const char *const RF__SQ_FAIL[ST__COUNT] = {
     [ST_BEGIN] = "queue.sqlite.begin",       [ST_COMMIT] = "queue.sqlite.commit",
@@ -134,6 +135,7 @@ static const char *const RF__SQ_FAIL[ST__COUNT] = {
     [ST_GET] = "queue.sqlite.get",           [ST_COUNTS] = "queue.sqlite.counts",
     [ST_PURGE] = "queue.sqlite.purge",
 };
+#endif
 
 static const char RF__SQ_SCHEMA[] =
     "BEGIN IMMEDIATE;"
@@ -286,10 +288,13 @@ static void rf__sq_done(sqlite3_stmt *st) {
 /* Step statement i (bound by the caller); SQLITE_ROW, SQLITE_DONE or an
  * error code. */
 static int rf__sq_step(int i, sqlite3_stmt *st) {
-  RF__UNUSED(i); /* without RF_TEST_HOOKS */
+#ifdef RF_TEST_HOOKS
   if (RF_HOOK_FAIL(RF__SQ_FAIL[i])) {
     return SQLITE_IOERR;
   }
+#else
+  RF__UNUSED(i);
+#endif
   return sqlite3_step(st);
 }
 
