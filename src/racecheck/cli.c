@@ -8,8 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <strings.h>
+
 #include "bench.h"
 #include "report.h"
+#include "run.h"
+#include "scenario.h"
 
 static int rc__threads_default(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -199,17 +204,322 @@ done:
   return ret;
 }
 
+/* Options shared by run and burst. */
+typedef struct rc_common {
+  const char *target;
+  int threads;
+  uint64_t seed;
+  json_t *vars;
+  const char *json_path, *html_path, *history_path;
+  int quiet, verbose;
+} rc_common_t;
+
+enum {
+  OPT_TARGET = 256,
+  OPT_HTML,
+  OPT_HISTORY,
+  OPT_SEED,
+  OPT_JSON,
+  OPT_EXPECT,
+  OPT_TIMEOUT,
+  OPT_VERBOSE
+};
+
+/* Handle a shared option; 1 handled, 0 not ours, -1 bad value. */
+static int rc__common_opt(rc_common_t *c, int ch, const char *arg, const char *cmd) {
+  long v;
+  switch (ch) {
+  case OPT_TARGET:
+    c->target = arg;
+    return 1;
+  case 't':
+    if (rc__parse_int(arg, 1, 1024, &v) != 0) {
+      fprintf(stderr, "racecheck %s: bad -t '%s'\n", cmd, arg);
+      return -1;
+    }
+    c->threads = (int)v;
+    return 1;
+  case 'o':
+    c->json_path = arg;
+    return 1;
+  case OPT_HTML:
+    c->html_path = arg;
+    return 1;
+  case OPT_HISTORY:
+    c->history_path = arg;
+    return 1;
+  case OPT_SEED: {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long s = strtoull(arg, &end, 10);
+    if (errno || !*arg || *end) {
+      fprintf(stderr, "racecheck %s: bad --seed '%s'\n", cmd, arg);
+      return -1;
+    }
+    c->seed = s;
+    return 1;
+  }
+  case 'v': {
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) {
+      fprintf(stderr, "racecheck %s: --var wants NAME=VALUE, not '%s'\n", cmd, arg);
+      return -1;
+    }
+    char *name = rc_xstrndup(arg, (size_t)(eq - arg));
+    /* a value that parses as JSON keeps its type (numbers, lists) */
+    json_t *val = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    if (!val) {
+      val = json_string(eq + 1);
+    }
+    if (!val) {
+      fprintf(stderr, "racecheck %s: --var value is not valid UTF-8\n", cmd);
+      free(name);
+      return -1;
+    }
+    json_object_set_new(c->vars, name, val);
+    free(name);
+    return 1;
+  }
+  case 'q':
+    c->quiet = 1;
+    return 1;
+  case OPT_VERBOSE:
+    c->verbose = 1;
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
+  rc_run_opts_t ro = {0};
+  ro.file = f;
+  ro.target = c->target;
+  ro.threads = c->threads;
+  ro.seed = c->seed;
+  ro.vars = c->vars;
+  ro.history_path = c->history_path;
+  ro.live = !c->quiet && isatty(STDERR_FILENO);
+  ro.verbose = c->verbose;
+  rc_result_t r;
+  rc_result_init(&r);
+  rc_err_t err = {0};
+  r.exit_code = rc_run(&ro, &r, &err);
+  r.mode = mode;
+  int ret;
+  if (r.exit_code != RC_EXIT_OK) {
+    fprintf(stderr, "racecheck %s: %s\n", mode, err.msg);
+    ret = r.exit_code;
+  } else {
+    ret = rc__finish(&r, c->json_path, c->html_path, c->quiet);
+  }
+  rc_result_free(&r);
+  return ret;
+}
+
 int rc_cli_burst(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "racecheck burst: not built yet\n");
-  return RC_EXIT_USAGE;
+  static const struct option longopts[] = {
+      {"target", required_argument, NULL, OPT_TARGET},
+      {"threads", required_argument, NULL, 't'},
+      {"output", required_argument, NULL, 'o'},
+      {"html", required_argument, NULL, OPT_HTML},
+      {"history", required_argument, NULL, OPT_HISTORY},
+      {"seed", required_argument, NULL, OPT_SEED},
+      {"var", required_argument, NULL, 'v'},
+      {"quiet", no_argument, NULL, 'q'},
+      {"verbose", no_argument, NULL, OPT_VERBOSE},
+      {"repeat", required_argument, NULL, 'r'},
+      {"header", required_argument, NULL, 'H'},
+      {"method", required_argument, NULL, 'X'},
+      {"data", required_argument, NULL, 'd'},
+      {"json", required_argument, NULL, OPT_JSON},
+      {"expect", required_argument, NULL, OPT_EXPECT},
+      {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {NULL, 0, NULL, 0},
+  };
+  rc_common_t c = {0};
+  c.threads = rc__threads_default();
+  c.vars = json_object();
+  long n = 10, repeat = 1;
+  const char *method = "GET", *body = NULL;
+  int json_body = 0, method_set = 0;
+  rc_header_t *hs = NULL;
+  size_t nh = 0, hcap = 0;
+  const char **expects = NULL;
+  size_t nexp = 0;
+  uint64_t timeout = 10ull * 1000000000ull;
+  int ret = RC_EXIT_USAGE;
+  rc_file_t *f = NULL;
+  rc_url_t u = {0};
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "n:r:t:o:v:qH:X:d:", longopts, NULL)) != -1) {
+    int h = rc__common_opt(&c, ch, optarg, "burst");
+    if (h < 0) {
+      goto done;
+    }
+    if (h) {
+      continue;
+    }
+    switch (ch) {
+    case 'n':
+      if (rc__parse_int(optarg, 1, 100000, &n) != 0) {
+        fprintf(stderr, "racecheck burst: bad -n '%s'\n", optarg);
+        goto done;
+      }
+      break;
+    case 'r':
+      if (rc__parse_int(optarg, 1, 100000, &repeat) != 0) {
+        fprintf(stderr, "racecheck burst: bad --repeat '%s'\n", optarg);
+        goto done;
+      }
+      break;
+    case 'H':
+      if (nh == hcap) {
+        hcap = hcap ? hcap * 2 : 8;
+        hs = rc_xrealloc(hs, hcap * sizeof *hs);
+      }
+      if (rc__parse_header(optarg, &hs[nh]) != 0) {
+        fprintf(stderr, "racecheck burst: bad header '%s' (want 'Name: value')\n", optarg);
+        goto done;
+      }
+      nh++;
+      break;
+    case 'X':
+      method = optarg;
+      method_set = 1;
+      break;
+    case 'd':
+    case OPT_JSON:
+      body = optarg;
+      json_body = ch == OPT_JSON;
+      break;
+    case OPT_EXPECT:
+      expects = rc_xrealloc(expects, (nexp + 1) * sizeof *expects);
+      expects[nexp++] = optarg;
+      break;
+    case OPT_TIMEOUT:
+      if (rc_parse_duration(optarg, 1000000000ull, &timeout) != 0 || timeout == 0) {
+        fprintf(stderr, "racecheck burst: bad --timeout '%s'\n", optarg);
+        goto done;
+      }
+      break;
+    default:
+      goto done;
+    }
+  }
+  if (optind != argc - 1) {
+    fprintf(stderr, "racecheck burst: expected one URL\n");
+    goto done;
+  }
+  if (body && !method_set) {
+    method = "POST";
+  }
+  if (json_body) {
+    int has = 0;
+    for (size_t i = 0; i < nh; i++) {
+      has |= strcasecmp(hs[i].name, "content-type") == 0;
+    }
+    if (!has) {
+      if (nh == hcap) {
+        hcap = hcap ? hcap * 2 : 8;
+        hs = rc_xrealloc(hs, hcap * sizeof *hs);
+      }
+      hs[nh].name = rc_xstrdup("Content-Type");
+      hs[nh].value = "application/json";
+      nh++;
+    }
+  }
+  rc_err_t err = {0};
+  if (rc_url_parse(argv[optind], &u, &err) != 0) {
+    fprintf(stderr, "racecheck burst: %s\n", err.msg);
+    goto done;
+  }
+  char origin[320];
+  snprintf(origin, sizeof origin, "http://%s", u.hostport);
+  f = rc_file_burst(c.target ? c.target : origin, method, u.path, hs, nh, body, (uint32_t)n,
+                    (uint32_t)repeat, timeout, &err);
+  if (!f) {
+    fprintf(stderr, "racecheck burst: %s\n", err.msg);
+    goto done;
+  }
+  c.target = NULL;
+  for (size_t i = 0; i < nexp; i++) {
+    if (rc_file_add_invariant(f, expects[i], &err) != 0) {
+      fprintf(stderr, "racecheck burst: --expect '%s': %s\n", expects[i], err.msg);
+      goto done;
+    }
+  }
+  if (c.threads > n) {
+    c.threads = (int)n;
+  }
+  ret = rc__do_run(f, &c, "burst");
+done:
+  rc_file_free(f);
+  rc_url_free(&u);
+  rc__free_headers(hs, nh);
+  free(expects);
+  json_decref(c.vars);
+  return ret;
 }
 
 int rc_cli_run(int argc, char **argv, int check_only) {
-  (void)argc;
-  (void)argv;
-  (void)check_only;
-  fprintf(stderr, "racecheck run: not built yet\n");
-  return RC_EXIT_USAGE;
+  static const struct option longopts[] = {
+      {"target", required_argument, NULL, OPT_TARGET},
+      {"threads", required_argument, NULL, 't'},
+      {"output", required_argument, NULL, 'o'},
+      {"html", required_argument, NULL, OPT_HTML},
+      {"history", required_argument, NULL, OPT_HISTORY},
+      {"seed", required_argument, NULL, OPT_SEED},
+      {"var", required_argument, NULL, 'v'},
+      {"quiet", no_argument, NULL, 'q'},
+      {"verbose", no_argument, NULL, OPT_VERBOSE},
+      {NULL, 0, NULL, 0},
+  };
+  const char *cmd = check_only ? "check" : "run";
+  rc_common_t c = {0};
+  c.threads = rc__threads_default();
+  c.vars = json_object();
+  int ret = RC_EXIT_USAGE;
+  rc_file_t *f = NULL;
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "t:o:v:q", longopts, NULL)) != -1) {
+    int h = rc__common_opt(&c, ch, optarg, cmd);
+    if (h <= 0) {
+      goto done;
+    }
+  }
+  if (optind != argc - 1) {
+    fprintf(stderr, "racecheck %s: expected one scenario file\n", cmd);
+    goto done;
+  }
+  rc_err_t err = {0};
+  f = rc_file_load(argv[optind], &err);
+  if (!f) {
+    fprintf(stderr, "racecheck %s: %s\n", cmd, err.msg);
+    goto done;
+  }
+  if (c.target) {
+    rc_url_t u;
+    if (rc_url_parse(c.target, &u, &err) != 0) {
+      fprintf(stderr, "racecheck %s: --target: %s\n", cmd, err.msg);
+      goto done;
+    }
+    rc_url_free(&u);
+  }
+  if (check_only) {
+    size_t reqs = f->nsteps;
+    printf("%s: ok (%zu phase%s, %zu scenario%s, %zu request step%s, %zu invariant%s)\n",
+           argv[optind], f->nphases, f->nphases == 1 ? "" : "s", f->nscenarios,
+           f->nscenarios == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s", f->ninvariants,
+           f->ninvariants == 1 ? "" : "s");
+    ret = RC_EXIT_OK;
+    goto done;
+  }
+  ret = rc__do_run(f, &c, "run");
+done:
+  rc_file_free(f);
+  json_decref(c.vars);
+  return ret;
 }
