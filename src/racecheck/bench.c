@@ -177,6 +177,7 @@ int rc_bench_run(const rc_bench_opts_t *o, rc_result_t *out, rc_err_t *err) {
   out->nphases = 1;
   out->phases[0].name = "closed";
   out->phases[0].kind = "closed";
+  out->phases[0].tally = -1;
   ws = rc_xcalloc((size_t)nthreads, sizeof *ws);
   uint64_t t0 = rc_now_ns();
   uint64_t end = t0 + o->duration_ns;
@@ -232,6 +233,7 @@ int rc_bench_run(const rc_bench_opts_t *o, rc_result_t *out, rc_err_t *err) {
     pthread_join(ws[i].th, NULL);
   }
   out->duration_s = (double)(rc_now_ns() - t0) / 1e9;
+  out->phases[0].end_s = out->duration_s;
   if (o->live && started == nthreads) {
     fprintf(stderr, "\r\033[K");
   }

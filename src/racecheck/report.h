@@ -21,6 +21,7 @@ typedef struct rc_phaseinfo {
   const char *name;
   const char *kind; /* "arrival", "pause", "burst", "closed", "before", "after", "invariants" */
   double start_s, end_s;
+  int tally; /* the phase index its requests are tallied under, -1 none */
 } rc_phaseinfo_t;
 
 /* One check: an expectation, an ensure threshold or an invariant. */

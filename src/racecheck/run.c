@@ -1805,6 +1805,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       rc_phaseinfo_t *pi = &out->phases[np++];
       pi->name = "before";
       pi->kind = "before";
+      pi->tally = (int)f->nphases;
       pi->start_s = rc__secs(r, rc_now_ns());
       rc__single(&c, (uint32_t)f->nphases, f->before.steps, f->before.n, &next_tick);
       pthread_mutex_lock(&r->mu);
@@ -1828,6 +1829,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       const rc_phase_t *p = &f->phases[i];
       rc_phaseinfo_t *pi = &out->phases[np++];
       pi->name = p->name;
+      pi->tally = (int)i;
       pi->kind = p->kind == RC_PHASE_ARRIVAL ? "arrival"
                  : p->kind == RC_PHASE_PAUSE ? "pause"
                                              : "burst";
@@ -1882,6 +1884,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       rc_phaseinfo_t *pi = &out->phases[np++];
       pi->name = "after";
       pi->kind = "after";
+      pi->tally = (int)f->nphases + 1;
       pi->start_s = rc__secs(r, rc_now_ns());
       rc__single(&c, (uint32_t)f->nphases + 1, f->after.steps, f->after.n, &next_tick);
       pi->end_s = rc__secs(r, rc_now_ns());
@@ -1890,6 +1893,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       rc_phaseinfo_t *pi = &out->phases[np++];
       pi->name = "invariants";
       pi->kind = "invariants";
+      pi->tally = (int)f->nphases + 2;
       pi->start_s = rc__secs(r, rc_now_ns());
       rc__invariants(&c, &next_tick);
       pi->end_s = rc__secs(r, rc_now_ns());
