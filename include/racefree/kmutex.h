@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 
+#include "racefree/errors.h"
 #include "racefree/timer.h"
 
 #ifdef __cplusplus

@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "racefree/errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

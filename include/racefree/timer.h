@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "racefree/errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
