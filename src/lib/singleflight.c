@@ -72,13 +72,38 @@
 
 #define RF__SF_BUCKETS 256u /* power of two */
 
+/* A result is retained and released by every cache hit, from any thread:
+ * it gets a cache line of its own (rf__sf_result_alloc) so that the
+ * reference counts of two hot keys never share a line. */
+#define RF__SF_LINE 64u
+
 struct rf_sf_result {
   atomic_size_t refs;
   int status;
   void *value;
   size_t len;
   void (*free_fn)(void *);
+  void *base; /* what rf__malloc returned */
 };
+
+static rf_sf_result_t *rf__sf_result_alloc(void) {
+  char *base = rf__malloc(sizeof(rf_sf_result_t) + RF__SF_LINE - 1);
+  if (base == NULL) {
+    return NULL;
+  }
+  uintptr_t at = ((uintptr_t)base + RF__SF_LINE - 1) & ~(uintptr_t)(RF__SF_LINE - 1);
+  rf_sf_result_t *r = (rf_sf_result_t *)(void *)(base + (at - (uintptr_t)base));
+  memset(r, 0, sizeof(*r));
+  atomic_init(&r->refs, 1);
+  r->base = base;
+  return r;
+}
+
+static void rf__sf_result_free(rf_sf_result_t *r) {
+  if (r != NULL) {
+    rf__free(r->base);
+  }
+}
 
 typedef struct rf__sf_waiter {
   struct rf__sf_waiter *next;
@@ -145,7 +170,7 @@ void rf_sf_result_release(rf_sf_result_t *r) {
     if (r->free_fn != NULL) {
       r->free_fn(r->value);
     }
-    rf__free(r);
+    rf__sf_result_free(r);
   }
 }
 
@@ -231,13 +256,12 @@ static void rf__sf_unlink(rf_sf_call_t *c) {
 static rf_sf_call_t *rf__sf_call_new(rf_sf_t *sf, const char *key, uint64_t hash) {
   size_t len = strlen(key);
   rf_sf_call_t *c = rf__calloc(1, sizeof(*c) + len + 1);
-  rf_sf_result_t *r = rf__calloc(1, sizeof(*r));
+  rf_sf_result_t *r = rf__sf_result_alloc(); /* refs = 1: the call's own */
   if (c == NULL || r == NULL || rf__cond_init(&c->cv) != 0) {
     rf__free(c);
-    rf__free(r);
+    rf__sf_result_free(r);
     return NULL;
   }
-  atomic_init(&r->refs, 1); /* the call's own reference */
   c->sf = sf;
   c->bucket = rf__sf_bucket_of(sf, hash);
   c->hash = hash;
