@@ -54,6 +54,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "racefree/errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
