@@ -172,6 +172,23 @@ uint64_t rf__queue_backoff_ms(rf_queue_t *q, unsigned attempt, uint64_t base_ms,
   return delay;
 }
 
+int rf__queue_timedlock(pthread_mutex_t *mu, int timeout_ms) {
+  if (pthread_mutex_trylock(mu) == 0) {
+    return 0;
+  }
+  /* pthread_mutex_timedlock takes a CLOCK_REALTIME deadline (the
+   * CLOCK_MONOTONIC pthread_mutex_clocklock is not known to TSan here). */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += timeout_ms / 1000;
+  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return pthread_mutex_timedlock(mu, &ts) == 0 ? 0 : RF_EBUSY;
+}
+
 static void rf__queue_wake(rf_queue_t *q) {
   pthread_mutex_lock(&q->wake_mu);
   q->wake_gen++;

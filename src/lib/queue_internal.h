@@ -46,6 +46,7 @@
 #ifndef RACEFREE_QUEUE_INTERNAL_H
 #define RACEFREE_QUEUE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,6 +106,10 @@ rf_job_t *rf__job_alloc(size_t len);
 /* Copy `src` (may be NULL) into dst[RF_QUEUE_ERROR_MAX + 1], truncated at a
  * UTF-8 boundary. */
 void rf__queue_copy_error(char *dst, const char *src);
+
+/* Lock `mu`, waiting at most timeout_ms: 0 or RF_EBUSY. A trylock first,
+ * so the uncontended case costs what pthread_mutex_lock costs. */
+int rf__queue_timedlock(pthread_mutex_t *mu, int timeout_ms);
 
 /* The error text a claim records when a stalled job's last lease expired. */
 #define RF__QUEUE_STALLED_ERROR "lease expired on the last attempt"

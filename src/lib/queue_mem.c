@@ -27,7 +27,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 #include "queue_internal.h"
@@ -213,18 +212,7 @@ static void rf__mem_set_status(rf__mem_t *m, rf__mjob_t *j, rf_job_status_t s) {
 /* ------------------------------------------------------------ lock */
 
 static int rf__mem_lock(rf__mem_t *m) {
-  if (pthread_mutex_trylock(&m->mu) == 0) {
-    return 0;
-  }
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += m->busy_timeout_ms / 1000;
-  ts.tv_nsec += (long)(m->busy_timeout_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return pthread_mutex_timedlock(&m->mu, &ts) == 0 ? 0 : RF_EBUSY;
+  return rf__queue_timedlock(&m->mu, m->busy_timeout_ms);
 }
 
 static void rf__mem_unlock(rf__mem_t *m) {

@@ -35,6 +35,15 @@
  * statement, like BEGIN IMMEDIATE, takes the write lock before it reads,
  * so the busy handler applies and there is no stale-snapshot upgrade).
  *
+ * Writers: SQLite admits one writer per file at a time, and a connection
+ * that finds the write lock taken waits in its busy handler by sleeping.
+ * Threads of one process therefore first serialise their write operations
+ * on a process-local mutex (write_mu), so in-process contention costs a
+ * mutex hand-off instead of sleeps; only processes contend for the file
+ * lock, through our busy handler, which polls every 0.1 ms and then every
+ * 1 ms (SQLite's default handler sleeps up to 100 ms at a time) until
+ * busy_timeout_ms. Both waits are bounded by busy_timeout_ms (RF_EBUSY).
+ *
  * Connections: an SQLite connection must not be used by two threads at
  * once. The queue keeps a pool: an operation takes an idle connection (or
  * opens one), runs, and gives it back; each connection caches its prepared
@@ -52,6 +61,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -164,6 +174,8 @@ typedef struct rf__sconn {
   struct rf__sconn *next;
   sqlite3 *db;
   sqlite3_stmt *st[ST__COUNT];
+  int busy_timeout_ms;
+  uint64_t busy_since_ms; /* start of the current wait for a lock */
 } rf__sconn_t;
 
 typedef struct {
@@ -172,7 +184,8 @@ typedef struct {
   int busy_timeout_ms;
   bool sync_full;
   pthread_mutex_t mu;
-  rf__sconn_t *idle; /* guarded by mu */
+  rf__sconn_t *idle;        /* guarded by mu */
+  pthread_mutex_t write_mu; /* held for every write operation */
 } rf__sq_t;
 
 /* ------------------------------------------------------------ plumbing */
@@ -204,6 +217,40 @@ static void rf__sconn_close(rf__sconn_t *c) {
   rf__free(c);
 }
 
+/* Busy handler: called by SQLite (on the thread of the statement) while
+ * another connection holds the lock we need. `count` restarts at 0 for
+ * each new wait. Return 0 to give up (SQLITE_BUSY -> RF_EBUSY). */
+static int rf__sq_busy(void *arg, int count) {
+  rf__sconn_t *c = arg;
+  uint64_t now = rf__now_ms();
+  if (count == 0) {
+    c->busy_since_ms = now;
+  }
+  if (now - c->busy_since_ms >= (uint64_t)c->busy_timeout_ms) {
+    return 0;
+  }
+  struct timespec ts = {0, count < 20 ? 100000L : 1000000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
+/* Whether the file has the table already: opening an existing queue then
+ * needs no write lock (another process may hold it for a long time).
+ * *src receives an SQLite error code if the check itself failed. */
+static bool rf__sq_has_schema(sqlite3 *db, int *src) {
+  sqlite3_stmt *st = NULL;
+  *src = sqlite3_prepare_v2(
+      db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rf_jobs'", -1, &st, NULL);
+  bool found = false;
+  if (*src == SQLITE_OK) {
+    int step = sqlite3_step(st);
+    found = step == SQLITE_ROW;
+    *src = step == SQLITE_ROW || step == SQLITE_DONE ? SQLITE_OK : step;
+  }
+  sqlite3_finalize(st);
+  return found || *src != SQLITE_OK;
+}
+
 static int rf__sconn_open(rf__sq_t *s, bool create_schema, rf__sconn_t **out) {
   rf__sconn_t *c = rf__calloc(1, sizeof(*c));
   if (c == NULL) {
@@ -211,8 +258,9 @@ static int rf__sconn_open(rf__sq_t *s, bool create_schema, rf__sconn_t **out) {
   }
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   int src = sqlite3_open_v2(s->path, &c->db, flags, NULL);
+  c->busy_timeout_ms = s->busy_timeout_ms;
   if (src == SQLITE_OK) {
-    src = sqlite3_busy_timeout(c->db, s->busy_timeout_ms);
+    src = sqlite3_busy_handler(c->db, rf__sq_busy, c);
   }
   if (src == SQLITE_OK) {
     sqlite3_extended_result_codes(c->db, 1);
@@ -223,7 +271,7 @@ static int rf__sconn_open(rf__sq_t *s, bool create_schema, rf__sconn_t **out) {
                        s->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
                        NULL, NULL, NULL);
   }
-  if (src == SQLITE_OK && create_schema) {
+  if (src == SQLITE_OK && create_schema && !rf__sq_has_schema(c->db, &src)) {
     src = sqlite3_exec(c->db, RF__SQ_SCHEMA, NULL, NULL, NULL);
     if (src != SQLITE_OK && !sqlite3_get_autocommit(c->db)) {
       sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
@@ -264,6 +312,24 @@ static void rf__sq_release(rf__sq_t *s, rf__sconn_t *c) {
   c->next = s->idle;
   s->idle = c;
   pthread_mutex_unlock(&s->mu);
+}
+
+/* A connection for a write operation, holding write_mu. */
+static int rf__sq_acquire_writer(rf__sq_t *s, rf__sconn_t **out) {
+  int rc = rf__queue_timedlock(&s->write_mu, s->busy_timeout_ms);
+  if (rc != 0) {
+    return rc;
+  }
+  rc = rf__sq_acquire(s, out);
+  if (rc != 0) {
+    pthread_mutex_unlock(&s->write_mu);
+  }
+  return rc;
+}
+
+static void rf__sq_release_writer(rf__sq_t *s, rf__sconn_t *c) {
+  rf__sq_release(s, c);
+  pthread_mutex_unlock(&s->write_mu);
 }
 
 /* The prepared statement `i` of connection c, reset and unbound. */
@@ -380,6 +446,11 @@ static int rf__sq_open(rf_queue_t *q, const char *target, const rf__queue_cfg_t 
     rc = RF_ENOMEM;
     goto fail;
   }
+  if (pthread_mutex_init(&s->write_mu, NULL) != 0) {
+    pthread_mutex_destroy(&s->mu);
+    rc = RF_ENOMEM;
+    goto fail;
+  }
   mu = true;
   /* The first connection creates the schema (idempotent, in one
    * IMMEDIATE transaction, so processes opening a new file together
@@ -395,6 +466,7 @@ static int rf__sq_open(rf_queue_t *q, const char *target, const rf__queue_cfg_t 
 
 fail:
   if (mu) {
+    pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->mu);
   }
   rf__free(s->path);
@@ -410,6 +482,7 @@ static void rf__sq_close(void *state) {
     rf__sconn_close(c);
     c = next;
   }
+  pthread_mutex_destroy(&s->write_mu);
   pthread_mutex_destroy(&s->mu);
   rf__free(s->path);
   rf__free(s);
@@ -450,12 +523,12 @@ static int rf__sq_add_on(rf__sconn_t *c, const rf__job_new_t *in) {
 static int rf__sq_add(void *state, const rf__job_new_t *in) {
   rf__sq_t *s = state;
   rf__sconn_t *c;
-  int rc = rf__sq_acquire(s, &c);
+  int rc = rf__sq_acquire_writer(s, &c);
   if (rc != 0) {
     return rc;
   }
   rc = rf__sq_add_on(c, in);
-  rf__sq_release(s, c);
+  rf__sq_release_writer(s, c);
   return rc;
 }
 
@@ -547,8 +620,9 @@ static int rf__sq_claim_on(rf__sconn_t *c, const char *worker_id, uint64_t now, 
   rf_job_t *job = NULL;
   rc = rf__sq_pick(c, now, id);
   if (rc == 0) {
-    /* The write lock is held: a second claimer parked here by a race test
-     * waits at its BEGIN IMMEDIATE (or gets RF_EBUSY). */
+    /* write_mu and the file's write lock are held: while a race test parks
+     * a claimer here, another claimer of this process waits at write_mu,
+     * one of another process (or queue handle) at its BEGIN IMMEDIATE. */
     RF_HOOK("queue.claim.after_select");
     rc = rf__sq_take(c, id, worker_id, now, lease_ms, &job);
   }
@@ -574,12 +648,12 @@ static int rf__sq_claim(void *state, const char *worker_id, uint64_t now, uint64
                         rf_job_t **out) {
   rf__sq_t *s = state;
   rf__sconn_t *c;
-  int rc = rf__sq_acquire(s, &c);
+  int rc = rf__sq_acquire_writer(s, &c);
   if (rc != 0) {
     return rc;
   }
   rc = rf__sq_claim_on(c, worker_id, now, lease_ms, out);
-  rf__sq_release(s, c);
+  rf__sq_release_writer(s, c);
   return rc;
 }
 
@@ -589,7 +663,7 @@ static int rf__sq_claim(void *state, const char *worker_id, uint64_t now, uint64
 static int rf__sq_fenced(rf__sq_t *s, int which, const char *id, unsigned attempt, uint64_t a,
                          uint64_t b, bool two) {
   rf__sconn_t *c;
-  int rc = rf__sq_acquire(s, &c);
+  int rc = rf__sq_acquire_writer(s, &c);
   if (rc != 0) {
     return rc;
   }
@@ -608,7 +682,7 @@ static int rf__sq_fenced(rf__sq_t *s, int which, const char *id, unsigned attemp
       rc = rf__sq_probe(c, id);
     }
   }
-  rf__sq_release(s, c);
+  rf__sq_release_writer(s, c);
   return rc;
 }
 
@@ -667,7 +741,7 @@ static int rf__sq_fail(void *state, const char *id, unsigned attempt, const char
                        uint64_t now) {
   rf__sq_t *s = state;
   rf__sconn_t *c;
-  int rc = rf__sq_acquire(s, &c);
+  int rc = rf__sq_acquire_writer(s, &c);
   if (rc != 0) {
     return rc;
   }
@@ -681,7 +755,7 @@ static int rf__sq_fail(void *state, const char *id, unsigned attempt, const char
       rf__sq_rollback(c);
     }
   }
-  rf__sq_release(s, c);
+  rf__sq_release_writer(s, c);
   return rc;
 }
 
@@ -766,7 +840,7 @@ static int rf__sq_counts(void *state, rf_queue_counts_t *out) {
 static int rf__sq_purge(void *state, uint64_t before_ms, uint64_t *purged) {
   rf__sq_t *s = state;
   rf__sconn_t *c;
-  int rc = rf__sq_acquire(s, &c);
+  int rc = rf__sq_acquire_writer(s, &c);
   if (rc != 0) {
     return rc;
   }
@@ -780,7 +854,7 @@ static int rf__sq_purge(void *state, uint64_t before_ms, uint64_t *purged) {
       *purged = (uint64_t)sqlite3_changes64(c->db);
     }
   }
-  rf__sq_release(s, c);
+  rf__sq_release_writer(s, c);
   return rc;
 }
 
