@@ -29,7 +29,8 @@ static e2e_server_t srv;
 
 static int group_setup(void **state) {
   (void)state;
-  const char *args[] = {"--workers", "1", NULL};
+  /* a short connection timeout so that the stalled-client case is quick */
+  const char *args[] = {"--workers", "1", "--connection-timeout", "3", NULL};
   if (e2e_server_start(&srv, args) != 0)
     return -1;
   e2e_resp_t r;
@@ -312,20 +313,26 @@ static int raw_exchange(const char *data, size_t n) {
 static void test_garbage_request_line(void **state) {
   (void)state;
   uint64_t before = e2e_db_fingerprint(srv.db_path);
-  const char *cases[] = {
-      "GARBAGE\r\n\r\n",
-      "GET\r\n\r\n",
-      "GET /api HTTP/9.9\r\nHost: x\r\n\r\n",
-      "\x01\x02\x03\x04 / HTTP/1.1\r\n\r\n",
-      "GET /api HTTP/1.1\r\nNo colon here\r\n\r\n",
-      "POST /users HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-      "POST /users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+  /* Each answered with a 4xx, or (an unknown HTTP version) 505, or by
+   * closing the connection. */
+  static const struct {
+    const char *raw;
+    int also; /* another acceptable status besides 4xx and a close */
+  } cases[] = {
+      {"GARBAGE\r\n\r\n", 0},
+      {"GET\r\n\r\n", 0},
+      {"GET /api HTTP/9.9\r\nHost: x\r\n\r\n", 505},
+      {"\x01\x02\x03\x04 / HTTP/1.1\r\n\r\n", 0},
+      {"GET /api HTTP/1.1\r\nNo colon here\r\n\r\n", 0},
+      {"POST /users HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 0},
+      {"POST /users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    int st = raw_exchange(cases[i], strlen(cases[i]));
-    if (st != 0 && (st < 400 || st >= 500))
+    int st = raw_exchange(cases[i].raw, strlen(cases[i].raw));
+    int ok = st == 0 || (st >= 400 && st < 500) || (cases[i].also && st == cases[i].also);
+    if (!ok)
       fprintf(stderr, "  case %zu answered %d\n", i, st);
-    assert_true(st == 0 || (st >= 400 && st < 500));
+    assert_true(ok);
   }
   assert_true(e2e_db_fingerprint(srv.db_path) == before);
   assert_still_serving();
@@ -358,9 +365,9 @@ static void test_enormous_header(void **state) {
 
 /* Clients that send half a request and stall hold a connection each, but
  * nothing else: others are served at normal speed meanwhile, and the
- * server eventually closes the stalled connections (its connection
- * timeout). */
-enum { STALLED = 16, STALL_LIMIT_S = 75 };
+ * server closes the stalled connections after its connection timeout
+ * (3 s here; the limit allows for a loaded machine). */
+enum { STALLED = 16, STALL_LIMIT_S = 20 }; /* server: --connection-timeout 3 */
 
 static void test_stalled_clients(void **state) {
   (void)state;

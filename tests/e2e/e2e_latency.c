@@ -8,19 +8,21 @@
  * such connections).
  *
  * Method: one keep-alive connection sends SAMPLES sequential GET /api,
- * first on the idle server (idle p99), then while LOADERS client threads
- * keep a GET /cache/{fresh key} or GET /reports/{user} in flight at all
- * times (loaded p99). Assertion:
+ * 1 ms apart, first on the idle server (idle p99), then while LOADERS
+ * client threads keep a GET /cache/{fresh key} or GET /reports/{user} in
+ * flight at all times (loaded p99). Assertion:
  *
  *     loaded p99 <= max(5 x idle p99, FLOOR_MS)
  *
  * The 5x is the contract; FLOOR_MS = 20 ms is the absolute cap that keeps
  * the test stable on a shared 2-core machine, where an idle p99 of
- * ~0.1 ms would otherwise make 0.5 ms the limit and scheduler noise alone
- * could exceed it. 20 ms stays well under the 50 ms a single blocked
- * handler would add, so a blocking implementation still fails. The run
- * also checks that the load was real: the loaders completed requests with
- * 200 throughout the measurement.
+ * ~0.1-0.2 ms would otherwise make 0.5-1 ms the limit, and the 32 loader
+ * threads of this very test competing for the same two cores already push
+ * p99 to a few ms (measured: idle p99 0.22 ms, loaded p99 2.5 ms). 20 ms
+ * stays well under the 50 ms a single blocked handler would add, so a
+ * blocking implementation still fails. The run also checks that the load
+ * was real: the loaders completed requests with 200 throughout the
+ * measurement.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -38,7 +40,7 @@
 #include "e2e_http.h"
 #include "e2e_server.h"
 
-enum { SAMPLES = 1000, LOADERS = 32, FLOOR_MS = 20 };
+enum { SAMPLES = 2000, PACE_US = 1000, LOADERS = 32, FLOOR_MS = 20 };
 
 static e2e_server_t srv;
 static int stop_load;
@@ -56,8 +58,9 @@ static int teardown(void **state) {
   return e2e_server_stop(&srv) == 0 && alive ? 0 : -1;
 }
 
-/* SAMPLES sequential GET /api on one connection; returns the p99 in ms
- * and stores the median in *p50. */
+/* SAMPLES sequential GET /api on one connection, PACE_US apart (so that
+ * the measurement spans over two seconds, many times the 50 ms the slow
+ * requests wait); returns the p99 in ms, stores the median and maximum. */
 static double measure(double *p50, double *max) {
   static double ms[SAMPLES];
   e2e_conn_t c;
@@ -68,6 +71,7 @@ static double measure(double *p50, double *max) {
     assert_int_equal(r.status, 200);
     ms[i] = r.ms;
     e2e_resp_free(&r);
+    usleep(PACE_US);
   }
   e2e_conn_close(&c);
   *p50 = e2e_percentile(ms, SAMPLES, 50);

@@ -302,8 +302,9 @@ static void test_counter(void **state) {
 /* --------------------------------------------------------------- cache */
 
 /* BURST requests for one cold key: the loader runs once per process, one
- * request per process is the "miss", the others share its load, and all
- * get the same value. */
+ * request per process is the "miss", the others share its load and get its
+ * value. With one process every response carries the same value; with
+ * several (and no Redis) each process's load may produce its own. */
 static int cache_round(void) {
   char path[128];
   snprintf(path, sizeof path, "/cache/cold-%s", tag());
@@ -315,8 +316,8 @@ static int cache_round(void) {
   e2e_resp_t r[BURST];
   assert_int_equal(e2e_burst(g.srv.port, BURST, reqs, r, TIMEOUT_MS), 0);
   print_statuses("GET /cache/{cold key}", r, BURST);
-  int miss = 0, shared = 0, hit = 0, other = 0, values_differ = 0;
-  json_t *first = NULL;
+  int miss = 0, shared = 0, hit = 0, other = 0, novalue = 0, ndistinct = 0;
+  json_t *distinct[BURST];
   for (int i = 0; i < BURST; i++) {
     const char *x = e2e_header(&r[i], "X-Cache");
     if (r[i].status != 200 || !x) {
@@ -328,23 +329,30 @@ static int cache_round(void) {
     hit += strcmp(x, "hit") == 0;
     json_t *j = e2e_json(&r[i]);
     json_t *v = j ? json_object_get(j, "value") : NULL;
+    int seen = 0;
+    for (int k = 0; v && k < ndistinct && !seen; k++)
+      seen = json_equal(distinct[k], v);
     if (!v)
-      values_differ++;
-    else if (!first)
-      first = json_incref(v);
-    else if (!json_equal(first, v))
-      values_differ++;
+      novalue++;
+    else if (!seen)
+      distinct[ndistinct++] = json_incref(v);
     json_decref(j);
   }
-  json_decref(first);
+  for (int k = 0; k < ndistinct; k++)
+    json_decref(distinct[k]);
   int64_t loads = get_int("/cache-stats", "loads") - loads_before;
-  fprintf(stderr, "  X-Cache: %d miss, %d shared, %d hit, %d other; loads +%" PRId64 "\n", miss,
-          shared, hit, other, loads);
-  int broken = miss > g.workers || loads > g.workers || values_differ > 0;
+  fprintf(stderr,
+          "  X-Cache: %d miss, %d shared, %d hit, %d other; %d distinct values; loads +%" PRId64
+          "\n",
+          miss, shared, hit, other, ndistinct, loads);
+  /* Each load yields one value (a function of the key and the process's
+   * load sequence number): one value per process that loaded. */
+  int broken = miss > g.workers || loads > g.workers || ndistinct > miss;
   if (!g.unsafe) {
     assert_int_equal(other, 0);
-    assert_int_equal(values_differ, 0);
+    assert_int_equal(novalue, 0);
     assert_int_equal(miss + shared + hit, BURST);
+    assert_true(ndistinct >= 1 && ndistinct <= miss);
     if (g.workers == 1) {
       assert_int_equal(miss, 1);
       assert_int_equal(loads, 1);
