@@ -66,6 +66,9 @@ static int rc__on_header_field(http_parser *p, const char *at, size_t len) {
   if (!(r->flags & RC_RESP_HEADERS)) {
     return 0;
   }
+  if (r->hdr_last == 2) {
+    rc_buf_putc(&r->headers, '\0'); /* the previous value is complete */
+  }
   if (r->hdr_last != 1) {
     rc_buf_clear(&r->field);
   }

@@ -363,7 +363,7 @@ static void rc__deliver(rc_conn_t *c) {
   c->cb(c, RC_CONN_EV_RESPONSE, c->ud);
 }
 
-static void rc__on_readable(rc_conn_t *c) {
+static void rc__on_readable(rc_conn_t *c, int until_eof) {
   rc_loop_t *l = c->loop;
   for (;;) {
     ssize_t n = recv(c->fd, l->rbuf, l->rbuf_size, 0);
@@ -415,7 +415,7 @@ static void rc__on_readable(rc_conn_t *c) {
       rc__fail(c, rc == RC_RESP_ETOOBIG ? RC_NET_ETOOBIG : RC_NET_EPROTO);
       return;
     }
-    if ((size_t)n < l->rbuf_size) {
+    if ((size_t)n < l->rbuf_size && !until_eof) {
       return; /* a short read drained the socket */
     }
   }
@@ -437,7 +437,9 @@ static void rc__on_event(rc_conn_t *c, uint32_t events) {
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     if (c->fd >= 0) {
-      rc__on_readable(c);
+      /* with the peer's FIN in this edge, read on to see the end of file:
+       * no further edge would announce it */
+      rc__on_readable(c, (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
     }
   }
 }

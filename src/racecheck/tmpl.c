@@ -67,7 +67,7 @@ static int rc__is_gen(const char *p, const char *end, const char *name) {
   if ((size_t)(end - p) < n || memcmp(p, name, n) != 0) {
     return 0;
   }
-  return p + n == end || p[n] == '(' || isspace((unsigned char)p[n]);
+  return p + n == end || p[n] == '(' || p[n] == '.' || p[n] == '[' || isspace((unsigned char)p[n]);
 }
 
 static int rc__valid_var(const char *p, const char *end) {
