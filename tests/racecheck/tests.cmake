@@ -22,7 +22,7 @@ foreach(src ${RC_TESTS})
   set_tests_properties(racecheck.${name} PROPERTIES TIMEOUT 120 LABELS unit)
 endforeach()
 
-if(TARGET racefreed)
+if(TARGET racefreed AND EXISTS ${RC_TEST_DIR}/e2e_examples.sh)
   add_test(NAME racecheck.e2e_examples
            COMMAND bash ${RC_TEST_DIR}/e2e_examples.sh $<TARGET_FILE:racecheck>
                    $<TARGET_FILE:racefreed> ${PROJECT_SOURCE_DIR}/examples/scenarios)
