@@ -140,7 +140,7 @@ static void rf__km_maybe_grow(rf__kstripe *s) {
     return;
   }
   size_t nb = s->nbuckets * 2;
-  rf__kentry **b = rf__calloc(nb, sizeof(*b));
+  rf__kentry **b = rf__calloc(nb, sizeof(rf__kentry *));
   if (b == NULL) {
     return;
   }
@@ -330,7 +330,7 @@ int rf_kmutex_create(rf_kmutex_t **out) {
   tcv_ok = true;
   for (; made < RF__KM_STRIPES; made++) {
     rf__kstripe *s = &km->stripes[made];
-    s->buckets = rf__calloc(RF__KM_INIT_BUCKETS, sizeof(*s->buckets));
+    s->buckets = rf__calloc(RF__KM_INIT_BUCKETS, sizeof(rf__kentry *));
     if (s->buckets == NULL) {
       goto fail;
     }
@@ -585,7 +585,6 @@ int rf_kmutex_lock_cb(rf_kmutex_t *km, const char *key, int timeout_ms, rf_timer
   w->stripe = s;
   atomic_init(&w->refs, 1); /* delivery reference */
   rf__kw_append(e, w);
-  rc = 0;
   if (timer != NULL && timeout_ms > 0) {
     pthread_mutex_lock(&km->tmu);
     km->timers_out++;

@@ -140,7 +140,7 @@ static void rf__index_maybe_grow(rf_timer_t *t) {
     return;
   }
   size_t nb = t->nbuckets * 2;
-  rf__tnode **b = rf__calloc(nb, sizeof(*b));
+  rf__tnode **b = rf__calloc(nb, sizeof(rf__tnode *));
   if (b == NULL) {
     return;
   }
@@ -229,8 +229,8 @@ int rf_timer_create(rf_timer_t **out) {
   if (t == NULL) {
     goto fail;
   }
-  t->heap = rf__calloc(RF__TIMER_INIT_CAP, sizeof(*t->heap));
-  t->buckets = rf__calloc(RF__TIMER_INIT_BUCKETS, sizeof(*t->buckets));
+  t->heap = rf__calloc(RF__TIMER_INIT_CAP, sizeof(rf__tnode *));
+  t->buckets = rf__calloc(RF__TIMER_INIT_BUCKETS, sizeof(rf__tnode *));
   if (t->heap == NULL || t->buckets == NULL) {
     goto fail;
   }
@@ -290,8 +290,8 @@ int rf_timer_after(rf_timer_t *t, uint64_t delay_ms, rf_timer_fn fn, void *arg, 
   }
   if (t->len == t->cap) {
     rf__tnode **h = NULL;
-    if (t->cap <= SIZE_MAX / 2 / sizeof(*h)) {
-      h = rf__realloc(t->heap, t->cap * 2 * sizeof(*h));
+    if (t->cap <= SIZE_MAX / 2 / sizeof(rf__tnode *)) {
+      h = rf__realloc(t->heap, t->cap * 2 * sizeof(rf__tnode *));
     }
     if (h == NULL) {
       rc = RF_ENOMEM;
@@ -382,7 +382,7 @@ int rf_timer_shutdown(rf_timer_t *t, bool run_pending) {
     rf__free(t->heap[i]);
   }
   t->len = 0;
-  memset(t->buckets, 0, t->nbuckets * sizeof(*t->buckets));
+  memset(t->buckets, 0, t->nbuckets * sizeof(rf__tnode *));
   pthread_mutex_unlock(&t->mu);
   return 0;
 }
