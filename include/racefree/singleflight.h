@@ -55,7 +55,8 @@ typedef void (*rf_sf_loader)(rf_sf_call_t *call, const char *key, void *loader_a
  * RF_E... code (a positive status is recorded as RF_ELOAD). Ownership of
  * `value` (may be NULL; `len` is opaque to the library) passes to the
  * result: free_fn(value) runs when the last reference to the result is
- * released (free_fn may be NULL: nothing to free). A failed flight may
+ * released (free_fn may be NULL: nothing to free), on the thread that
+ * releases it, never with a lock of the library held. A failed flight may
  * carry a value too (error details); it is handled the same way.
  *
  * Completing wakes every blocking waiter, runs every callback waiter on

@@ -32,6 +32,10 @@
  *             the flight's bucket lock held and takes wrlock(stripe) to
  *             insert, *before* the flight is unlinked. Lock order:
  *             singleflight bucket -> cache stripe, never the reverse.
+ *             What the insert displaces (an evicted entry, a replaced
+ *             result) is freed by rf__cache_after once the bucket lock is
+ *             released: a value's free function is user code and never
+ *             runs under a lock of the library.
  *
  * Why no load can be duplicated within a TTL window: a key is, at every
  * instant, cached or loading (the insert happens before the unlink, under
@@ -270,7 +274,7 @@ static void rf__cache_unlink(rf__cache_stripe *s, rf__cache_entry *e) {
  * (longer chains, still correct). */
 static void rf__cache_grow(rf__cache_stripe *s) {
   size_t n = s->nbuckets * 2;
-  rf__cache_entry **nb = rf__calloc(n, sizeof(*nb));
+  rf__cache_entry **nb = rf__calloc(n, sizeof(rf__cache_entry *));
   if (nb == NULL) {
     return;
   }
@@ -302,10 +306,12 @@ static rf__cache_entry *rf__cache_evict(rf_cache_t *c, rf__cache_stripe *s, uint
 }
 
 /* Inserts (or refreshes) `fresh`'s key with result r. Takes ownership of
- * fresh. Runs in the completion hook, bucket lock held. */
-static void rf__cache_insert(rf_cache_t *c, rf__cache_entry *fresh, rf_sf_result_t *r) {
+ * fresh. Runs in the completion hook, with the flight's bucket lock held:
+ * it releases nothing itself (a release may run a value's free function)
+ * but returns the one entry to free -- fresh if unused (carrying the
+ * replaced result), or the evicted entry -- for rf__cache_after. */
+static rf__cache_entry *rf__cache_insert(rf_cache_t *c, rf__cache_entry *fresh, rf_sf_result_t *r) {
   rf__cache_stripe *s = rf__cache_stripe_of(c, fresh->hash);
-  rf_sf_result_t *old = NULL;
   rf__cache_entry *victim = NULL;
   uint64_t now = rf__cache_clock_ms();
   uint64_t expires = c->ttl_ms != 0 ? now + c->ttl_ms : UINT64_MAX;
@@ -316,8 +322,8 @@ static void rf__cache_insert(rf_cache_t *c, rf__cache_entry *fresh, rf_sf_result
     goto out;
   }
   rf__cache_entry *e = rf__cache_find(s, fresh->hash, fresh->key);
-  if (e != NULL) { /* expired (or stale, on refresh): replace the value */
-    old = e->result;
+  if (e != NULL) {             /* expired (or stale, on refresh): replace the value */
+    fresh->result = e->result; /* freed with fresh, later */
     e->result = rf_sf_result_retain(r);
     e->expires_ms = expires;
     atomic_store_explicit(&e->refreshing, false, memory_order_relaxed);
@@ -340,13 +346,13 @@ static void rf__cache_insert(rf_cache_t *c, rf__cache_entry *fresh, rf_sf_result
   }
 out:
   pthread_rwlock_unlock(&s->lock);
-  rf_sf_result_release(old);
-  rf__cache_entry_free(victim);
+  return victim;
 }
 
-/* The singleflight completion hook (see "Lock protocol"). */
-static void rf__cache_hook(void *arg, const char *key, uint64_t hash, rf_sf_result_t *r, void *data,
-                           bool in_table, bool loaded) {
+/* The singleflight completion hook (see "Lock protocol"). Returns the
+ * entry to free once the bucket lock is released (or NULL). */
+static void *rf__cache_hook(void *arg, const char *key, uint64_t hash, rf_sf_result_t *r,
+                            void *data, bool in_table, bool loaded) {
   rf_cache_t *c = arg;
   rf__cache_entry *fresh = data;
   (void)key;
@@ -355,10 +361,15 @@ static void rf__cache_hook(void *arg, const char *key, uint64_t hash, rf_sf_resu
     rf__cache_add(&c->load_failures, 1);
   }
   if (!loaded || rf_sf_result_status(r) != 0 || !in_table || fresh == NULL) {
-    rf__cache_entry_free(fresh);
-    return;
+    return fresh; /* not cached */
   }
-  rf__cache_insert(c, fresh, r);
+  return rf__cache_insert(c, fresh, r);
+}
+
+/* Runs after the bucket lock is released: frees what the hook left. */
+static void rf__cache_after(void *arg, void *deferred) {
+  (void)arg;
+  rf__cache_entry_free(deferred);
 }
 
 /* ------------------------------------------------------------ loads */
@@ -616,7 +627,7 @@ int rf_cache_create(rf_cache_t **out, const rf_cache_opts_t *opts) {
     rf__cache_stripe *s = &c->stripes[i];
     s->cap = opts->max_entries / c->nstripes + (i < opts->max_entries % c->nstripes ? 1 : 0);
     s->nbuckets = RF__CACHE_MIN_BUCKETS;
-    s->buckets = rf__calloc(s->nbuckets, sizeof(*s->buckets));
+    s->buckets = rf__calloc(s->nbuckets, sizeof(rf__cache_entry *));
     if (s->buckets == NULL) {
       goto fail;
     }
@@ -626,7 +637,7 @@ int rf_cache_create(rf_cache_t **out, const rf_cache_opts_t *opts) {
       goto fail;
     }
   }
-  rc = rf__sf_create_ex(&c->sf, rf__cache_hook, rf__cache_free, c);
+  rc = rf__sf_create_ex(&c->sf, rf__cache_hook, rf__cache_after, rf__cache_free, c);
   if (rc != 0) {
     goto fail;
   }

@@ -155,6 +155,9 @@ int rf_once_call(rf_once_t *o, rf_once_fn fn, void *arg) {
   /* RUNNING on another thread: queue on this attempt and wait. The hook
    * lets a test see this caller queued before it lets the attempt end. */
   self.next = o->waiters;
+  /* A stack node in a shared list: safe, this frame cannot return before
+   * the runner has unlinked it and set `done` (see "Waiting" above). */
+  // cppcheck-suppress autoVariables
   o->waiters = &self;
   pthread_mutex_unlock(&o->mu);
   RF_HOOK("once.queued");

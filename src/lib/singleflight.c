@@ -137,6 +137,7 @@ struct rf_sf {
   atomic_size_t refs;     /* 1 for the owner + 1 per live call */
   atomic_size_t inflight; /* flights in the table */
   rf__sf_hook hook;
+  rf__sf_after after;
   void (*on_free)(void *);
   void *hook_arg;
   rf__sf_bucket buckets[RF__SF_BUCKETS];
@@ -176,7 +177,8 @@ void rf_sf_result_release(rf_sf_result_t *r) {
 
 /* ------------------------------------------------------------ table */
 
-int rf__sf_create_ex(rf_sf_t **out, rf__sf_hook hook, void (*on_free)(void *), void *hook_arg) {
+int rf__sf_create_ex(rf_sf_t **out, rf__sf_hook hook, rf__sf_after after, void (*on_free)(void *),
+                     void *hook_arg) {
   if (out == NULL) {
     return RF_EINVAL;
   }
@@ -191,6 +193,7 @@ int rf__sf_create_ex(rf_sf_t **out, rf__sf_hook hook, void (*on_free)(void *), v
   atomic_init(&sf->refs, 1);
   atomic_init(&sf->inflight, 0);
   sf->hook = hook;
+  sf->after = after;
   sf->on_free = on_free;
   sf->hook_arg = hook_arg;
   *out = sf;
@@ -198,7 +201,7 @@ int rf__sf_create_ex(rf_sf_t **out, rf__sf_hook hook, void (*on_free)(void *), v
 }
 
 int rf_sf_create(rf_sf_t **out) {
-  return rf__sf_create_ex(out, NULL, NULL, NULL);
+  return rf__sf_create_ex(out, NULL, NULL, NULL, NULL);
 }
 
 static void rf__sf_unref(rf_sf_t *sf) {
@@ -470,9 +473,10 @@ static int rf__sf_finish(rf_sf_call_t *c, rf_sf_result_t *existing, int status, 
   rf_sf_result_t *res = c->result;
   void *data = c->data;
   c->data = NULL;
+  void *deferred = NULL;
   if (sf->hook != NULL) {
     /* Before the unlink: see singleflight_int.h. */
-    sf->hook(sf->hook_arg, c->key, c->hash, res, data, c->in_table, existing == NULL);
+    deferred = sf->hook(sf->hook_arg, c->key, c->hash, res, data, c->in_table, existing == NULL);
   }
   c->completed = true;
   if (c->in_table) {
@@ -490,14 +494,21 @@ static int rf__sf_finish(rf_sf_call_t *c, rf_sf_result_t *existing, int status, 
   }
   if (n > 0) {
     atomic_fetch_add_explicit(&res->refs, n, memory_order_relaxed);
-    /* Keep the table (and what its hook_arg points to) alive while the
-     * callbacks run, even if the last reference to the call goes now. */
+  }
+  /* Keep the table (and what its hook_arg points to) alive while `after`
+   * and the callbacks run: once the flight's reference is dropped below, a
+   * waiter may free the call and, after rf_sf_destroy, the table. */
+  bool pin = n > 0 || deferred != NULL;
+  if (pin) {
     atomic_fetch_add_explicit(&sf->refs, 1, memory_order_relaxed);
   }
   pthread_cond_broadcast(&c->cv);
   bool last = --c->refs == 0; /* the flight's own reference */
   pthread_mutex_unlock(mu);
 
+  if (deferred != NULL && sf->after != NULL) {
+    sf->after(sf->hook_arg, deferred);
+  }
   rf_sf_result_release(spare);
   while (ws != NULL) {
     rf__sf_waiter *w = ws;
@@ -508,7 +519,7 @@ static int rf__sf_finish(rf_sf_call_t *c, rf_sf_result_t *existing, int status, 
   if (last) {
     rf__sf_call_free(c);
   }
-  if (n > 0) {
+  if (pin) {
     rf__sf_unref(sf);
   }
   return 0;

@@ -320,6 +320,45 @@ static void test_destroy_with_load_in_flight(void **state) {
   rf_sf_result_release(rec.res); /* ASan: nothing else left */
 }
 
+/* A value's free function is user code: it may call back into the cache.
+ * Here the eviction done by b's insert frees a, whose free function
+ * invalidates b -- the key whose flight is completing. Deadlocks if the
+ * library ran it under the flight's bucket lock or the stripe lock. */
+static rf_cache_t *reent_cache;
+static atomic_int reent_frees;
+
+static void reentrant_free(void *p) {
+  free(p);
+  atomic_fetch_add(&reent_frees, 1);
+  rf_cache_stats_t s;
+  rf_cache_stats(reent_cache, &s);
+  (void)rf_cache_invalidate(reent_cache, "b");
+}
+
+static void reentrant_loader(rf_sf_call_t *call, const char *key, void *arg) {
+  (void)arg;
+  char *v = strdup(key);
+  assert_int_equal(rf_sf_complete(call, 0, v, strlen(v), reentrant_free), 0);
+}
+
+static void test_free_fn_may_reenter(void **state) {
+  (void)state;
+  reent_cache = make(1, 60000, 0, 1);
+  atomic_store(&reent_frees, 0);
+  rf_sf_result_t *r = NULL;
+  assert_int_equal(rf_cache_get(reent_cache, "a", reentrant_loader, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r); /* the cache holds a's last reference */
+  assert_int_equal(rf_cache_get(reent_cache, "b", reentrant_loader, NULL, -1, &r, NULL), 0);
+  assert_int_equal(atomic_load(&reent_frees), 1); /* a evicted and freed */
+  rf_cache_stats_t s;
+  rf_cache_stats(reent_cache, &s);
+  assert_int_equal(s.evictions, 1);
+  assert_int_equal(s.entries, 0); /* a's free function invalidated b */
+  rf_sf_result_release(r);
+  assert_int_equal(atomic_load(&reent_frees), 2);
+  rf_cache_destroy(reent_cache);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   rf_cache_t *c = NULL;
@@ -417,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_cb_form),
       cmocka_unit_test(test_timeout_and_invalidate_during_load),
       cmocka_unit_test(test_destroy_with_load_in_flight),
+      cmocka_unit_test(test_free_fn_may_reenter),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_alloc_torture),
   };
