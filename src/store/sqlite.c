@@ -247,7 +247,7 @@ static void stmt_done(sqlite3_stmt *st) {
 
 /* Run a statement without parameters and without result rows. */
 static int exec_simple(conn_t *c, int which) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = stmt(c, which, &st);
   if (rc != 0)
     return rc;
@@ -389,11 +389,11 @@ int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t 
 
 static int s_ping(rf_store_t *base) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int found = 0;
   rc = stmt(c, ST_PING, &st);
   if (rc == 0)
@@ -409,14 +409,14 @@ static int s_ping(rf_store_t *base) {
 static int insert_email(sqlite_store_t *s, int which, const char *email, int64_t *id) {
   if (!valid_email(email) || !id)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
   int64_t newid = 0;
   rc = tx_begin(c);
   if (rc == 0) {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int found = 0;
     rc = stmt(c, which, &st);
     if (rc == 0) {
@@ -436,11 +436,11 @@ static int insert_email(sqlite_store_t *s, int which, const char *email, int64_t
 static int get_email(sqlite_store_t *s, int which, int64_t id, char *email, size_t cap) {
   if (!email || cap == 0)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   rc = stmt(c, which, &st);
   if (rc == 0) {
     sqlite3_bind_int64(st, 1, id);
@@ -475,11 +475,11 @@ static int s_user_find_unchecked(rf_store_t *base, const char *email, int *found
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_email(email) || !found)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int f = 0;
   rc = stmt(c, ST_UU_FIND, &st);
   if (rc == 0) {
@@ -507,7 +507,7 @@ static int s_user_get_unchecked(rf_store_t *base, int64_t id, char *email, size_
  * transaction when `write`. The caller holds connection c. */
 static int run_kv(conn_t *c, int which, const char *key, int64_t a, int has_b, int64_t b,
                   int *found, int64_t *val) {
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = stmt(c, which, &st);
   if (rc != 0)
     return rc;
@@ -525,7 +525,7 @@ static int s_item_put(rf_store_t *base, const char *item, int64_t stock) {
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(item) || stock < 0)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
@@ -541,7 +541,7 @@ static int s_item_get(rf_store_t *base, const char *item, int64_t *stock) {
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(item) || !stock)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
@@ -563,7 +563,7 @@ static int s_item_purchase(rf_store_t *base, const char *item, int64_t qty, int6
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(item) || qty < 1 || !remaining)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
@@ -592,7 +592,7 @@ static int s_item_set_stock(rf_store_t *base, const char *item, int64_t stock) {
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(item) || stock < 0)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
@@ -614,7 +614,7 @@ static int s_wallet_put(rf_store_t *base, const char *user, int64_t balance, int
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(user) || balance < 0)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
@@ -637,11 +637,11 @@ static int s_wallet_get(rf_store_t *base, const char *user, int64_t *balance, in
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(user))
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int64_t b = 0, v = 0;
   rc = stmt(c, ST_WALLET_GET, &st);
   if (rc == 0) {
@@ -672,7 +672,7 @@ static int s_wallet_cas(rf_store_t *base, const char *user, int64_t expected, in
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(user) || balance < 0)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
@@ -683,7 +683,7 @@ static int s_wallet_cas(rf_store_t *base, const char *user, int64_t expected, in
     int r = run_kv(c, ST_WALLET_CAS, user, balance, 1, expected, &found, &v);
     if (r == 0 && !found) {
       int64_t ignored;
-      sqlite3_stmt *st;
+      sqlite3_stmt *st = NULL;
       r = stmt(c, ST_WALLET_GET, &st);
       if (r == 0) {
         sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
@@ -704,7 +704,7 @@ static int s_wallet_set(rf_store_t *base, const char *user, int64_t balance, int
   sqlite_store_t *s = (sqlite_store_t *)base;
   if (!valid_id(user) || balance < 0)
     return RF_EINVAL;
-  conn_t *c;
+  conn_t *c = NULL;
   int rc = conn_get(s, &c);
   if (rc != 0)
     return rc;
