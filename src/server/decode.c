@@ -129,7 +129,7 @@ static int decode_int(const json_t *v, const srv_field_t *f, int64_t *out, srv_d
 static int decode_field(const json_t *v, const srv_field_t *f, char *out, srv_decode_err_t *err) {
   switch (f->type) {
   case SRV_FIELD_INT: {
-    int64_t n;
+    int64_t n = 0;
     int rc = decode_int(v, f, &n, err);
     if (rc == 0)
       memcpy(out + f->offset, &n, sizeof n);
