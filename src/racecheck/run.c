@@ -924,26 +924,9 @@ static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
     json = json_loadb(resp->body.data, resp->body.len, JSON_DECODE_ANY, NULL);
   }
   const char *outcome = "ok";
-  /* expectations */
-  for (size_t i = 0; i < s->nexpects; i++) {
-    const rc_expect_t *x = &s->expects[i];
-    char *detail = NULL;
-    char *name = rc_xasprintf("%s / %s: %s", vu->scenario ? vu->scenario : "-", s->name, x->text);
-    if (rc__check(vu, x, status, json, &detail)) {
-      rc__fail_slot(w, x, "expect", name)->ok++;
-      w->st.expect_ok++;
-    } else {
-      w->st.expect_failed++;
-      rc__record_fail(w, x, "expect", name, detail,
-                      rc__describe(vu, status, resp->body.data, resp->body.len));
-      rc__vu_fail(vu, "expectation failed");
-      outcome = "fail";
-    }
-    free(name);
-  }
   /* captures */
   json_t *captured = NULL;
-  if (!vu->failed) {
+  {
     for (size_t i = 0; i < s->ncaptures; i++) {
       const rc_capture_t *c = &s->captures[i];
       json_t *v = NULL;
@@ -976,6 +959,23 @@ static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
       json_object_set(captured, c->as, v);
       json_object_set_new(vu->vars, c->as, v);
     }
+  }
+  /* expectations, after the captures (as in Artillery: they may use them) */
+  for (size_t i = 0; i < s->nexpects && !vu->failed; i++) {
+    const rc_expect_t *x = &s->expects[i];
+    char *detail = NULL;
+    char *name = rc_xasprintf("%s / %s: %s", vu->scenario ? vu->scenario : "-", s->name, x->text);
+    if (rc__check(vu, x, status, json, &detail)) {
+      rc__fail_slot(w, x, "expect", name)->ok++;
+      w->st.expect_ok++;
+    } else {
+      w->st.expect_failed++;
+      rc__record_fail(w, x, "expect", name, detail,
+                      rc__describe(vu, status, resp->body.data, resp->body.len));
+      rc__vu_fail(vu, "expectation failed");
+      outcome = "fail";
+    }
+    free(name);
   }
   rc__history_complete(vu, now, status, NULL, outcome, lat, captured);
   json_decref(captured);

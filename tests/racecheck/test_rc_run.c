@@ -1,0 +1,367 @@
+/* test_rc_run.c - whole runs against the in-test server: bursts with
+ * invariants (holding and broken, with the requests involved), the open
+ * model with captures, loops and expectations, before/after flows, the
+ * history, report.json / HTML, a target that is down, and the exit codes
+ * of the command line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cli.h"
+#include "rc_testsrv.h"
+#include "run.h"
+#include "scenario.h"
+
+static rc_testsrv_t *srv;
+static char dir[] = "/tmp/rc_test_run_XXXXXX";
+static char target[64];
+static rc_file_t *files[64]; /* loaded files, freed at the end */
+static int nfiles;
+
+static int setup(void **state) {
+  (void)state;
+  srv = rc_testsrv_start();
+  if (!srv || !mkdtemp(dir)) {
+    return -1;
+  }
+  snprintf(target, sizeof target, "http://127.0.0.1:%u", (unsigned)rc_testsrv_port(srv));
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  rc_testsrv_stop(srv);
+  for (int i = 0; i < nfiles; i++) {
+    rc_file_free(files[i]);
+  }
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static char *write_file(const char *name, const char *text) {
+  char *path = rc_xasprintf("%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+/* Run a scenario text with --target; returns the exit code of rc_run and
+ * leaves the result in *r. */
+static int run_text(const char *text, rc_result_t *r, const char *history, int threads) {
+  rc_err_t err = {0};
+  rc_file_t *f = rc_file_load_mem(text, strlen(text), NULL, &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  rc_run_opts_t o = {
+      .file = f, .target = target, .threads = threads, .seed = 1, .history_path = history};
+  rc_result_init(r);
+  int rc = rc_run(&o, r, &err);
+  if (rc != 0) {
+    fprintf(stderr, "rc_run: %s\n", err.msg);
+  }
+  /* the result points into the file for step names: keep it alive */
+  r->file = NULL;
+  assert_true(nfiles < 64);
+  files[nfiles++] = f;
+  return rc;
+}
+
+static const rc_check_t *find_check(const rc_result_t *r, const char *kind, const char *needle) {
+  for (size_t i = 0; i < r->nchecks; i++) {
+    if (strcmp(r->checks[i].kind, kind) == 0 && strstr(r->checks[i].name, needle)) {
+      return &r->checks[i];
+    }
+  }
+  fail_msg("no %s check containing '%s'", kind, needle);
+  return NULL;
+}
+
+static void test_burst_invariants(void **state) {
+  (void)state;
+  rc_result_t r;
+  char *hist = rc_xasprintf("%s/history.jsonl", dir);
+  const char *text = "config:\n"
+                     "  phases:\n"
+                     "    - burst: {connections: 20}\n"
+                     "scenarios:\n"
+                     "  - name: create\n"
+                     "    flow:\n"
+                     "      - post: {url: /once, name: create, json: {email: a@b.c}}\n"
+                     "invariants:\n"
+                     "  - name: exactly one created\n"
+                     "    expect:\n"
+                     "      - \"status[201] == 1\"\n"
+                     "      - \"status[409] == 19 && sent == 20 && errors == 0\"\n"
+                     "      - \"count(status == 201, step == 'create') == 2\"\n"
+                     "  - name: server agrees\n"
+                     "    get: {url: /count}\n"
+                     "    expect: \"json.count == count(step == 'create')\"\n";
+  assert_int_equal(run_text(text, &r, hist, 2), RC_EXIT_OK);
+  assert_int_equal(r.total.status[201], 1);
+  assert_int_equal(r.total.status[409], 19);
+  assert_int_equal(r.total.vu_created, 20);
+  assert_true(find_check(&r, "invariant", "status[201] == 1")->ok);
+  assert_true(find_check(&r, "invariant", "status[409] == 19")->ok);
+  assert_true(find_check(&r, "invariant", "server agrees")->ok);
+  const rc_check_t *bad = find_check(&r, "invariant", "'create') == 2");
+  assert_false(bad->ok);
+  assert_non_null(strstr(bad->detail, "count(status == 201, step == 'create') = 1"));
+  /* the history names the one request that got the 201 */
+  assert_non_null(bad->requests);
+  assert_non_null(strstr(bad->requests, "\"matched\":1"));
+  assert_int_equal(rc_result_failed(&r), 1);
+  /* history: an invoke and a complete event per request */
+  FILE *f = fopen(hist, "r");
+  assert_non_null(f);
+  char line[2048];
+  int invokes = 0, completes = 0, created = 0;
+  while (fgets(line, sizeof line, f)) {
+    json_t *j = json_loads(line, 0, NULL);
+    assert_non_null(j);
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (strcmp(type, "invoke") == 0) {
+      invokes++;
+      assert_non_null(json_object_get(j, "process"));
+      assert_non_null(json_object_get(j, "url"));
+    } else {
+      completes++;
+      created += json_integer_value(json_object_get(j, "status")) == 201;
+    }
+    json_decref(j);
+  }
+  fclose(f);
+  assert_int_equal(invokes, 21); /* 20 in the burst + the invariant's GET */
+  assert_int_equal(completes, 21);
+  assert_int_equal(created, 1);
+  /* report.json parses and carries the checks */
+  rc_buf_t b = {0};
+  rc_report_json_buf(&b, &r);
+  json_error_t je;
+  json_t *rep = json_loads(b.data, 0, &je);
+  if (!rep) {
+    fail_msg("report.json: %s at %d", je.text, je.line);
+  }
+  assert_string_equal(json_string_value(json_object_get(rep, "schema")), "racecheck-report/1");
+  assert_int_equal(json_array_size(json_object_get(rep, "checks")), r.nchecks);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(rep, "status"), "409")), 19);
+  json_decref(rep);
+  rc_buf_free(&b);
+  char *html = rc_xasprintf("%s/r.html", dir);
+  assert_int_equal(rc_report_html(html, &r), 0);
+  char *txt = NULL;
+  size_t len = 0;
+  assert_int_equal(rc_read_file(html, &txt, &len), 0);
+  assert_non_null(strstr(txt, "<svg"));
+  assert_null(strstr(txt, "http://") == txt ? NULL : strstr(txt, "<script src"));
+  free(txt);
+  free(html);
+  rc_result_free(&r);
+  free(hist);
+}
+
+static void test_open_model_flows(void **state) {
+  (void)state;
+  rc_result_t r;
+  const char *text =
+      "config:\n"
+      "  phases:\n"
+      "    - duration: 1\n"
+      "      arrivalRate: 40\n"
+      "    - pause: 0.1\n"
+      "    - duration: 0.5\n"
+      "      arrivalCount: 10\n"
+      "  variables:\n"
+      "    color: [red, blue]\n"
+      "    n: 5\n"
+      "  defaults:\n"
+      "    headers: {x-client: test}\n"
+      "before:\n"
+      "  flow:\n"
+      "    - post:\n"
+      "        url: /echo\n"
+      "        json: {token: \"t-{{ n }}\"}\n"
+      "        capture: {json: \"$.token\", as: token}\n"
+      "scenarios:\n"
+      "  - name: chain\n"
+      "    flow:\n"
+      "      - post:\n"
+      "          url: /echo\n"
+      "          json: {id: \"{{ $randomNumber(1, 9) }}\", n: \"{{ n }}\", c: \"{{ color }}\", "
+      "t: \"{{ token }}\"}\n"
+      "          capture:\n"
+      "            - json: \"$.id\"\n"
+      "              as: id\n"
+      "          expect:\n"
+      "            - statusCode: 200\n"
+      "            - contentType: json\n"
+      "            - hasProperty: c\n"
+      "            - equals: [\"{{ token }}\", \"t-5\"]\n"
+      "            - expr: \"json.n == 5 && json.id >= 1 && json.id <= 9\"\n"
+      "      - loop:\n"
+      "          - get: {url: \"/ok?i={{ $loopElement }}&id={{ id }}\", name: loop-get}\n"
+      "        over: [a, b, c]\n"
+      "      - loop:\n"
+      "          - think: 1ms\n"
+      "          - get:\n"
+      "              url: /header\n"
+      "              name: hdr\n"
+      "              capture: {header: x-test, as: xt}\n"
+      "              expect: [{hasHeader: x-test}, {headerEquals: [x-test, \"{{ xt }}\"]}]\n"
+      "        count: 2\n"
+      "after:\n"
+      "  flow:\n"
+      "    - get: {url: /ok}\n";
+  assert_int_equal(run_text(text, &r, NULL, 2), RC_EXIT_OK);
+  assert_int_equal(r.total.vu_created, 50);
+  assert_int_equal(r.total.vu_completed, 50);
+  assert_int_equal(r.total.vu_failed, 0);
+  /* 50 VUs x (1 + 3 + 2) requests, + before + after */
+  assert_int_equal(r.total.sent, 50 * 6 + 2);
+  assert_int_equal(rc_stats_errors(&r.total), 0);
+  assert_int_equal(rc_result_failed(&r), 0);
+  assert_true(find_check(&r, "expect", "expr json.n == 5")->ok);
+  assert_true(find_check(&r, "capture", "capture $.id as id")->ok);
+  assert_int_equal(r.nphases, 5); /* before, 3 phases, after */
+  assert_true(r.duration_s >= 1.5);
+  rc_result_free(&r);
+}
+
+static void test_expectation_failure(void **state) {
+  (void)state;
+  rc_result_t r;
+  const char *text = "config:\n"
+                     "  phases: [{duration: 0.2, arrivalCount: 4}]\n"
+                     "  ensure: {maxErrorRate: 10, p99: 100000}\n"
+                     "scenarios:\n"
+                     "  - flow:\n"
+                     "      - get:\n"
+                     "          url: /status/500\n"
+                     "          expect: [{statusCode: 200}]\n"
+                     "      - get: {url: /ok}\n";
+  assert_int_equal(run_text(text, &r, NULL, 1), RC_EXIT_OK);
+  const rc_check_t *c = find_check(&r, "expect", "statusCode 200");
+  assert_false(c->ok);
+  assert_int_equal(c->failures, 4);
+  assert_non_null(strstr(c->detail, "status 500"));
+  assert_non_null(strstr(c->request, "GET /status/500 -> 500"));
+  assert_int_equal(r.total.vu_failed, 4);
+  assert_int_equal(r.total.sent, 4); /* failed VUs stop */
+  assert_false(find_check(&r, "ensure", "error rate")->ok);
+  assert_true(find_check(&r, "ensure", "p99")->ok);
+  rc_result_free(&r);
+}
+
+static void test_network_errors_counted(void **state) {
+  (void)state;
+  rc_result_t r;
+  const char *text = "config:\n"
+                     "  phases: [{burst: {connections: 3}}]\n"
+                     "  http: {timeout: 300ms}\n"
+                     "scenarios:\n"
+                     "  - flow:\n"
+                     "      - get: {url: /trunc}\n"
+                     "  - flow:\n"
+                     "      - get: {url: /garbage}\n"
+                     "  - flow:\n"
+                     "      - get: {url: /silent}\n"
+                     "invariants:\n"
+                     "  - expect: \"errors == 3 && sent == 3 && failed == 3\"\n"
+                     "  - expect: \"count(error != '') == 3\"\n";
+  assert_int_equal(run_text(text, &r, NULL, 1), RC_EXIT_OK);
+  assert_int_equal(rc_stats_errors(&r.total), 3);
+  assert_int_equal(rc_result_failed(&r), 0);
+  rc_result_free(&r);
+}
+
+static void test_target_down(void **state) {
+  (void)state;
+  rc_err_t err = {0};
+  const char *text = "config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                     "scenarios:\n  - flow: []\n";
+  rc_file_t *f = rc_file_load_mem(text, strlen(text), NULL, &err);
+  assert_non_null(f);
+  rc_run_opts_t o = {.file = f, .threads = 1};
+  rc_result_t r;
+  rc_result_init(&r);
+  assert_int_equal(rc_run(&o, &r, &err), RC_EXIT_DOWN);
+  assert_non_null(strstr(err.msg, "cannot connect to 127.0.0.1:1"));
+  rc_result_free(&r);
+  rc_file_free(f);
+}
+
+static int cli(int (*fn)(int, char **, int), int check, int argc, ...) {
+  char *argv[32];
+  va_list ap;
+  va_start(ap, argc);
+  for (int i = 0; i < argc; i++) {
+    argv[i] = va_arg(ap, char *);
+  }
+  va_end(ap);
+  argv[argc] = NULL;
+  return fn(argc, argv, check);
+}
+
+static int burst_cli(int argc, char **argv, int unused) {
+  (void)unused;
+  return rc_cli_burst(argc, argv);
+}
+
+static void test_cli_exit_codes(void **state) {
+  (void)state;
+  char *good = write_file("good.yml", "config:\n  phases: [{burst: {connections: 4}}]\n"
+                                      "scenarios:\n  - flow:\n      - get: {url: /ok}\n"
+                                      "invariants:\n  - expect: \"status[200] == 4\"\n");
+  char *bad = write_file("bad.yml", "config:\n  phases: [{burst: {connections: 4}}]\n"
+                                    "scenarios:\n  - flow:\n      - get: {url: /ok, jsn: 1}\n");
+  char *fails = write_file("fails.yml", "config:\n  phases: [{burst: {connections: 4}}]\n"
+                                        "scenarios:\n  - flow:\n      - get: {url: /ok}\n"
+                                        "invariants:\n  - expect: \"status[200] == 5\"\n");
+  char *json = rc_xasprintf("%s/report.json", dir);
+  assert_int_equal(cli(rc_cli_run, 1, 2, "check", good), 0);
+  assert_int_equal(cli(rc_cli_run, 1, 2, "check", bad), 2);
+  assert_int_equal(cli(rc_cli_run, 0, 2, "run", bad), 2);
+  assert_int_equal(cli(rc_cli_run, 0, 2, "run", "/nonexistent.yml"), 2);
+  assert_int_equal(cli(rc_cli_run, 0, 3, "run", "--bogus", good), 2);
+  assert_int_equal(cli(rc_cli_run, 0, 5, "run", "-q", "--target", target, good), 0);
+  assert_int_equal(cli(rc_cli_run, 0, 7, "run", "-q", "--target", target, "-o", json, fails), 1);
+  char *txt = NULL;
+  size_t len = 0;
+  assert_int_equal(rc_read_file(json, &txt, &len), 0);
+  assert_non_null(strstr(txt, "\"ok\": false"));
+  free(txt);
+  assert_int_equal(cli(rc_cli_run, 0, 4, "run", "--target", "https://x", good), 2);
+  assert_int_equal(cli(rc_cli_run, 0, 4, "run", "--target", "http://127.0.0.1:1", good), 3);
+  char *url = rc_xasprintf("%s/once", target);
+  assert_int_equal(cli(burst_cli, 0, 9, "burst", "-q", "-n", "8", "--json", "{\"e\":1}", url,
+                       "--expect", "status[201] + status[409] == 8"),
+                   0);
+  assert_int_equal(cli(burst_cli, 0, 7, "burst", "-q", "-n", "8", url, "--expect", "sent == 9"), 1);
+  assert_int_equal(cli(burst_cli, 0, 6, "burst", "-q", "-n", "8", url, "--expect", "sent =="), 2);
+  assert_int_equal(cli(burst_cli, 0, 5, "burst", "-q", "-n", "0", url), 2);
+  assert_int_equal(cli(burst_cli, 0, 4, "burst", "-q", "-H", "nocolon"), 2);
+  free(url);
+  free(json);
+  free(good);
+  free(bad);
+  free(fails);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
+      cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
+      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
