@@ -147,8 +147,10 @@ static void test_cancel(void **state) {
   assert_int_equal(rf_timer_create(&t), 0);
   for (int i = 0; i < 200; i++) {
     args[i] = (rec_arg){&rec, i};
-    assert_int_equal(
-        rf_timer_after(t, 60000 + (uint64_t)(i * 7919 % 200), rec_fire, &args[i], &ids[i]), 0);
+    /* Deadlines 1 s apart: far more than arming takes, so deadline order
+     * is delay order even on a slow (sanitized) run. */
+    uint64_t delay = 60000 + 1000 * (uint64_t)(i * 7919 % 200);
+    assert_int_equal(rf_timer_after(t, delay, rec_fire, &args[i], &ids[i]), 0);
   }
   /* Cancel every third one, in an order unrelated to the heap's. */
   int cancelled = 0;
