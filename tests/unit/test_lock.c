@@ -48,15 +48,12 @@ static void test_mem_tokens_start(void **state) {
 static void test_mem_many_keys(void **state) {
   (void)state;
   rf_lock_t *lk;
-  rf_lock_opts_t shortl = RF_LOCK_OPTS_DEFAULT;
-  shortl.ttl_ms = 30;
-  shortl.safety_pct = 0;
   static rf_lock_lease_t leases[1000];
   char k[32];
   assert_int_equal(rf_lock_create_mem(&lk, NULL), 0);
   for (int i = 0; i < 1000; i++) {
     snprintf(k, sizeof(k), "short-%d", i);
-    assert_int_equal(rf_lock_acquire(lk, k, &shortl, &leases[i]), 0);
+    assert_int_equal(acquire_short(lk, k, 30, &leases[i]), 0);
   }
   rf_test_sleep_ms(60);
   for (int i = 0; i < 1000; i++) {
@@ -261,12 +258,10 @@ static void test_fence_paused_holder(void **state) {
   rf_lock_lease_t a;
   rf_lock_lease_t b;
   uint64_t ledger = 0;
-  rf_lock_opts_t o = RF_LOCK_OPTS_DEFAULT;
-  o.ttl_ms = 50;
   assert_int_equal(rf_fence_create(&f), 0);
-  assert_int_equal(rf_lock_acquire(g_lk, "payment:p9", &o, &a), 0);
+  assert_int_equal(acquire_short(g_lk, "payment:p9", 50, &a), 0);
   rf_test_sleep_ms(80); /* A is "paused" past its TTL */
-  assert_int_equal(rf_lock_acquire(g_lk, "payment:p9", &o, &b), 0);
+  assert_int_equal(rf_lock_acquire(g_lk, "payment:p9", NULL, &b), 0);
   assert_int_equal(b.token, a.token + 1);
   assert_int_equal(rf_fence_apply(f, "payment:p9", b.token, record_write, &ledger), 0);
   assert_int_equal(rf_fence_apply(f, "payment:p9", a.token, record_write, &ledger), RF_ESTALE);
