@@ -1,0 +1,350 @@
+/* cache.c - "The Safe Cache Service".
+ *
+ * GET /cache/{key}  200 {"key":k,"value":v} with X-Cache: hit | miss (this
+ *                   request ran the loader) | shared (it waited on another
+ *                   request's load); 502 upstream_failed for keys starting
+ *                   "fail-" (not cached: the next request loads again).
+ * GET /cache-stats  200 {"loads":L,"hits":H,"shared":S,"misses":M} (this process)
+ *
+ * The upstream is simulated: it answers after --upstream-latency-ms with a
+ * value that is a deterministic function of the key and of this process's
+ * load sequence number ("<key>#<seq>:<hash>"), so two loads of one key give
+ * two different values and a test can tell a shared load from a repeated one.
+ *
+ * Safe: rf_cache (bounded, TTL) on rf_singleflight. The first miss for a key
+ * starts a flight; every request that misses while it runs joins it; all get
+ * the same result; the value is inserted before the flight ends. The loader
+ * is asynchronous: it arms a timer and returns; the timer thread completes
+ * the flight (rf_sf_complete), which runs every waiter's callback, which
+ * answers its request and resumes its connection. No thread waits.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "racefree/cache.h"
+
+#include "routes.h"
+
+static rf_cache_t *g_cache;
+static _Atomic uint64_t g_load_seq; /* loads of this process, both modes */
+
+/* ------------------------------------------------------------ the upstream */
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* One upstream call: 0 and a malloc'd value, or RF_ELOAD ("fail-" keys) /
+ * RF_ENOMEM. Counts the load. */
+static int upstream_fetch(srv_app_t *app, const char *key, char **value) {
+  uint64_t seq = atomic_fetch_add_explicit(&g_load_seq, 1, memory_order_relaxed) + 1;
+  rf_counter_inc(app->shared->cache_loads);
+  *value = NULL;
+  if (strncmp(key, "fail-", 5) == 0)
+    return RF_ELOAD;
+  size_t cap = strlen(key) + 48;
+  char *v = malloc(cap);
+  if (v == NULL)
+    return RF_ENOMEM;
+  snprintf(v, cap, "%s#%llu:%016llx", key, (unsigned long long)seq, (unsigned long long)fnv1a(key));
+  *value = v;
+  return 0;
+}
+
+static void reply_value(srv_rq_t *rq, const char *key, int status, const char *value,
+                        const char *src) {
+  if (status == RF_ESHUTDOWN || status == RF_ENOMEM) {
+    srv_rq_reply_status(rq, status, "cache");
+    return;
+  }
+  if (status != 0) {
+    srv_rq_reply_error(rq, 502, "upstream_failed", "loading %s failed upstream", key);
+    return;
+  }
+  srv_rq_header(rq, "X-Cache", src);
+  srv_rq_reply_json(rq, 200, json_pack("{s:s,s:s?}", "key", key, "value", value));
+}
+
+typedef struct {
+  char key[SRV_ID_MAX + 1];
+} cache_rq_t;
+
+static cache_rq_t *decode_key(srv_rq_t *rq) {
+  cache_rq_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return NULL;
+  }
+  srv_decode_err_t err;
+  int rc = srv_decode_id(srv_rq_param(rq, 0), "key", st->key, &err);
+  if (rc != 0) {
+    srv_rq_reply_decode_error(rq, rc, &err);
+    return NULL;
+  }
+  return st;
+}
+
+/* ------------------------------------------------------------ safe */
+
+typedef struct {
+  srv_app_t *app;
+  rf_sf_call_t *call;
+  char key[SRV_ID_MAX + 1];
+} load_t;
+
+static void load_fire(void *arg) { /* timer thread: the upstream answered */
+  load_t *l = arg;
+  char *value = NULL;
+  int status = upstream_fetch(l->app, l->key, &value);
+  if (rf_sf_complete(l->call, status, value, value ? strlen(value) : 0, free) != 0)
+    free(value);
+  free(l);
+}
+
+static void loader(rf_sf_call_t *call, const char *key, void *arg) {
+  srv_app_t *app = arg;
+  load_t *l = malloc(sizeof *l);
+  if (l == NULL) {
+    rf_sf_complete(call, RF_ENOMEM, NULL, 0, NULL);
+    return;
+  }
+  l->app = app;
+  l->call = call;
+  snprintf(l->key, sizeof l->key, "%s", key);
+  int rc = rf_timer_after(app->timer, app->opts->upstream_latency_ms, load_fire, l, NULL);
+  if (rc != 0) {
+    free(l);
+    rf_sf_complete(call, rc, NULL, 0, NULL);
+  }
+}
+
+static const char *src_name(rf_cache_src_t src) {
+  return src == RF_CACHE_HIT ? "hit" : src == RF_CACHE_MISS ? "miss" : "shared";
+}
+
+static void cache_done(rf_sf_result_t *res, rf_cache_src_t src, void *arg) {
+  srv_rq_t *rq = arg;
+  cache_rq_t *st = srv_rq_state(rq, sizeof *st);
+  reply_value(rq, st->key, rf_sf_result_status(res), rf_sf_result_value(res, NULL), src_name(src));
+  rf_sf_result_release(res);
+}
+
+static void get_safe(srv_rq_t *rq) {
+  cache_rq_t *st = decode_key(rq);
+  if (st == NULL)
+    return;
+  srv_rq_suspend(rq); /* before the hand-off: cache_done may run on any thread, even now */
+  int rc = rf_cache_get_cb(g_cache, st->key, loader, srv_rq_app(rq), cache_done, rq);
+  if (rc != 0)
+    srv_rq_reply_status(rq, rc, "cache");
+}
+
+static void stats_safe(srv_rq_t *rq) {
+  rf_cache_stats_t s;
+  rf_cache_stats(g_cache, &s);
+  srv_rq_reply_json(rq, 200,
+                    json_pack("{s:I,s:I,s:I,s:I}", "loads", (json_int_t)s.loads, "hits",
+                              (json_int_t)s.hits, "shared", (json_int_t)s.shared, "misses",
+                              (json_int_t)s.misses));
+}
+
+/* ---- UNSAFE: the article's naive version ----
+ *
+ *   if (cache.has(key)) return cache.get(key);          // hit
+ *   if (loading.has(key)) { await waitForKey(key);      // poll every 10 ms
+ *                           return cache.get(key); }    // shared
+ *   ... one step later ...
+ *   loading.add(key);                                   // act
+ *   value = await fetchFn(); cache.set(key, value);     // miss
+ *   loading.delete(key);
+ *
+ * Between "loading.has" and "loading.add" there is a window: the article's
+ * timeline spends one millisecond per step, and so does this handler (a 1 ms
+ * timer hop, no thread blocked). Requests of a burst that check inside the
+ * window all load: several "miss" answers, several upstream calls, different
+ * values for one key. A waiter on a failed load finds nothing in the map and
+ * answers 200 with "value": null, the article's `undefined`. The map is
+ * unbounded by TTL (entries live forever) and capped at --cache-max-entries
+ * only to protect the process. Each single map operation takes a mutex, so
+ * the race is in the logic, not a C data race. */
+
+#define NAIVE_BUCKETS 4096
+#define NAIVE_STEP_MS 1
+#define NAIVE_POLL_MS 10
+
+typedef struct nentry {
+  struct nentry *next;
+  char *value; /* cached value, NULL if none */
+  bool loading;
+  char key[];
+} nentry_t;
+
+static pthread_mutex_t naive_mu = PTHREAD_MUTEX_INITIALIZER;
+static nentry_t *naive_map[NAIVE_BUCKETS];
+static size_t naive_count;
+static _Atomic uint64_t naive_hits, naive_shared, naive_misses;
+
+static nentry_t **naive_slot(const char *key) {
+  nentry_t **p = &naive_map[fnv1a(key) % NAIVE_BUCKETS];
+  while (*p != NULL && strcmp((*p)->key, key) != 0)
+    p = &(*p)->next;
+  return p;
+}
+
+static nentry_t *naive_entry(const char *key, bool create) { /* naive_mu held */
+  nentry_t **p = naive_slot(key);
+  if (*p == NULL && create && naive_count < NAIVE_BUCKETS * 64) {
+    size_t n = strlen(key) + 1;
+    nentry_t *e = calloc(1, sizeof *e + n);
+    if (e != NULL) {
+      memcpy(e->key, key, n);
+      *p = e;
+      naive_count++;
+    }
+  }
+  return *p;
+}
+
+/* cache.has + cache.get as the article's caller sees them: a copy or NULL. */
+static char *naive_cache_get(const char *key, bool *has) {
+  pthread_mutex_lock(&naive_mu);
+  nentry_t *e = naive_entry(key, false);
+  *has = e != NULL && e->value != NULL;
+  char *v = *has ? strdup(e->value) : NULL;
+  pthread_mutex_unlock(&naive_mu);
+  return v;
+}
+
+static bool naive_loading_has(const char *key) {
+  pthread_mutex_lock(&naive_mu);
+  nentry_t *e = naive_entry(key, false);
+  bool r = e != NULL && e->loading;
+  pthread_mutex_unlock(&naive_mu);
+  return r;
+}
+
+static void naive_loading_set(const char *key, bool loading, char *value) {
+  pthread_mutex_lock(&naive_mu);
+  nentry_t *e = naive_entry(key, true);
+  if (e != NULL) {
+    e->loading = loading;
+    if (value != NULL) {
+      free(e->value);
+      e->value = value;
+      value = NULL;
+    }
+  }
+  pthread_mutex_unlock(&naive_mu);
+  free(value);
+}
+
+enum { N_START = 0, N_ACT = 1, N_POLL = 2, N_FETCHED = 3 };
+
+static void get_unsafe(srv_rq_t *rq) {
+  srv_app_t *app = srv_rq_app(rq);
+  cache_rq_t *st;
+  bool has;
+  char *v;
+  switch (srv_rq_stage(rq)) {
+  case N_START:
+    if ((st = decode_key(rq)) == NULL)
+      return;
+    if ((v = naive_cache_get(st->key, &has)) != NULL || has) { /* cache.has */
+      atomic_fetch_add(&naive_hits, 1);
+      reply_value(rq, st->key, v ? 0 : RF_ENOMEM, v, "hit");
+      free(v);
+      return;
+    }
+    if (naive_loading_has(st->key)) { /* loading.has */
+      srv_rq_after(rq, NAIVE_POLL_MS, N_POLL);
+      return;
+    }
+    srv_rq_after(rq, NAIVE_STEP_MS, N_ACT); /* one step later ... */
+    return;
+  case N_ACT:
+    st = srv_rq_state(rq, sizeof *st);
+    naive_loading_set(st->key, true, NULL); /* loading.add: too late */
+    srv_rq_after(rq, app->opts->upstream_latency_ms, N_FETCHED);
+    return;
+  case N_POLL: /* waitForKey */
+    st = srv_rq_state(rq, sizeof *st);
+    if (naive_loading_has(st->key)) {
+      srv_rq_after(rq, NAIVE_POLL_MS, N_POLL);
+      return;
+    }
+    atomic_fetch_add(&naive_shared, 1);
+    v = naive_cache_get(st->key, &has);
+    reply_value(rq, st->key, 0, v, "shared"); /* NULL after a failed load: "value": null */
+    free(v);
+    return;
+  default: { /* N_FETCHED */
+    st = srv_rq_state(rq, sizeof *st);
+    atomic_fetch_add(&naive_misses, 1);
+    int status = upstream_fetch(app, st->key, &v);
+    char *copy = v ? strdup(v) : NULL;
+    naive_loading_set(st->key, false, v); /* cache.set + loading.delete */
+    reply_value(rq, st->key, status == 0 && copy == NULL ? RF_ENOMEM : status, copy, "miss");
+    free(copy);
+    return;
+  }
+  }
+}
+
+static void stats_unsafe(srv_rq_t *rq) {
+  srv_rq_reply_json(rq, 200,
+                    json_pack("{s:I,s:I,s:I,s:I}", "loads", (json_int_t)atomic_load(&g_load_seq),
+                              "hits", (json_int_t)atomic_load(&naive_hits), "shared",
+                              (json_int_t)atomic_load(&naive_shared), "misses",
+                              (json_int_t)atomic_load(&naive_misses)));
+}
+
+static void naive_clear(void) {
+  pthread_mutex_lock(&naive_mu);
+  for (size_t i = 0; i < NAIVE_BUCKETS; i++) {
+    while (naive_map[i] != NULL) {
+      nentry_t *e = naive_map[i];
+      naive_map[i] = e->next;
+      free(e->value);
+      free(e);
+    }
+  }
+  naive_count = 0;
+  pthread_mutex_unlock(&naive_mu);
+}
+
+/* ---- dispatch and lifecycle ---- */
+
+void h_cache_get(srv_rq_t *rq) {
+  if (srv_rq_app(rq)->opts->unsafe)
+    get_unsafe(rq);
+  else
+    get_safe(rq);
+}
+
+void h_cache_stats(srv_rq_t *rq) {
+  if (srv_rq_app(rq)->opts->unsafe)
+    stats_unsafe(rq);
+  else
+    stats_safe(rq);
+}
+
+int cache_init(srv_app_t *app, char *err, size_t errlen) {
+  rf_cache_opts_t o = {.max_entries = (size_t)app->opts->cache_max_entries,
+                       .ttl_ms = app->opts->cache_ttl_ms};
+  int rc = rf_cache_create(&g_cache, &o);
+  if (rc != 0)
+    snprintf(err, errlen, "cannot create the cache: %s", rf_strerror(rc));
+  return rc;
+}
+
+void cache_fini(srv_app_t *app) {
+  rf_cache_destroy(g_cache);
+  g_cache = NULL;
+  naive_clear();
+}

@@ -1,0 +1,146 @@
+/* users.c - "Race Condition #1: Check-Then-Act".
+ *
+ * POST /users {"email":e}  201 {"id":n,"email":e'} (e' trimmed, lower-case);
+ *                          409 conflict when that email exists.
+ * GET /users/{id}          200 {"id":n,"email":e} or 404.
+ *
+ * Safe (the article's fix): no "does it exist?" question at all. After the
+ * simulated round trip (--db-latency-ms) the handler INSERTs and lets the
+ * unique index on users.email decide: of N concurrent sign-ups with one
+ * address exactly one insert succeeds, the others get a unique violation
+ * (RF_EEXIST) and answer 409. Waiting is a timer, never a blocked thread.
+ */
+#include "routes.h"
+
+typedef struct {
+  srv_user_create_req_t req;
+} create_state_t;
+
+enum { ST_START = 0, ST_WRITE = 1 };
+
+static void reply_user(srv_rq_t *rq, unsigned status, int64_t id, const char *email) {
+  srv_rq_reply_json(rq, status, json_pack("{s:I,s:s}", "id", (json_int_t)id, "email", email));
+}
+
+static void create_safe(srv_rq_t *rq) {
+  srv_app_t *app = srv_rq_app(rq);
+  create_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return;
+  }
+  switch (srv_rq_stage(rq)) {
+  case ST_START: {
+    size_t len;
+    const char *body = srv_rq_body(rq, &len);
+    srv_decode_err_t err;
+    int rc = srv_decode_user_create(body, len, &st->req, &err);
+    if (rc != 0) {
+      srv_rq_reply_decode_error(rq, rc, &err);
+      return;
+    }
+    srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE);
+    return;
+  }
+  default: {
+    int64_t id = 0;
+    int rc = rf_store_user_create(app->store, st->req.email, &id); /* the unique index decides */
+    if (rc == RF_EEXIST)
+      srv_rq_reply_error(rq, 409, "conflict", "a user with email %s exists", st->req.email);
+    else if (rc != 0)
+      srv_rq_reply_status(rq, rc, "users");
+    else
+      reply_user(rq, 201, id, st->req.email);
+    return;
+  }
+  }
+}
+
+static void get_common(srv_rq_t *rq, int unchecked) {
+  srv_app_t *app = srv_rq_app(rq);
+  srv_decode_err_t err;
+  int64_t id;
+  int rc = srv_decode_user_id(srv_rq_param(rq, 0), &id, &err);
+  if (rc != 0) {
+    srv_rq_reply_decode_error(rq, rc, &err);
+    return;
+  }
+  char email[RF_STORE_EMAIL_MAX + 1];
+  rc = unchecked ? rf_store_user_get_unchecked(app->store, id, email, sizeof email)
+                 : rf_store_user_get(app->store, id, email, sizeof email);
+  if (rc == RF_ENOENT)
+    srv_rq_reply_error(rq, 404, "not_found", "no user with id %lld", (long long)id);
+  else if (rc != 0)
+    srv_rq_reply_status(rq, rc, "users");
+  else
+    reply_user(rq, 200, id, email);
+}
+
+/* ---- UNSAFE: the article's naive version ----
+ *
+ *   exists = find(email); if (exists) 409;   // check
+ *   ...await...                              // another request checks here
+ *   insert(email)                            // act: a duplicate
+ *
+ * It works on a separate table without the unique index (users_unchecked),
+ * so N concurrent sign-ups that all pass the check before the first insert
+ * all get 201, and N rows share one address. Same simulated delay as the
+ * safe handler, between the check and the act. */
+typedef struct {
+  srv_user_create_req_t req;
+} naive_state_t;
+
+static void create_unsafe(srv_rq_t *rq) {
+  srv_app_t *app = srv_rq_app(rq);
+  naive_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return;
+  }
+  switch (srv_rq_stage(rq)) {
+  case ST_START: {
+    size_t len;
+    const char *body = srv_rq_body(rq, &len);
+    srv_decode_err_t err;
+    int rc = srv_decode_user_create(body, len, &st->req, &err);
+    if (rc != 0) {
+      srv_rq_reply_decode_error(rq, rc, &err);
+      return;
+    }
+    int found = 0;
+    rc = rf_store_user_find_unchecked(app->store, st->req.email, &found); /* check */
+    if (rc != 0) {
+      srv_rq_reply_status(rq, rc, "users");
+      return;
+    }
+    if (found) {
+      srv_rq_reply_error(rq, 409, "conflict", "a user with email %s exists", st->req.email);
+      return;
+    }
+    srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE); /* the window */
+    return;
+  }
+  default: {
+    int64_t id = 0;
+    int rc = rf_store_user_insert_unchecked(app->store, st->req.email, &id); /* act */
+    if (rc != 0)
+      srv_rq_reply_status(rq, rc, "users");
+    else
+      reply_user(rq, 201, id, st->req.email);
+    return;
+  }
+  }
+}
+
+/* ---- dispatch ---- */
+
+void h_users_create(srv_rq_t *rq) {
+  if (srv_rq_app(rq)->opts->unsafe)
+    create_unsafe(rq);
+  else
+    create_safe(rq);
+}
+
+void h_users_get(srv_rq_t *rq) {
+  get_common(rq, srv_rq_app(rq)->opts->unsafe);
+}
