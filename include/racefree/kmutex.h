@@ -104,9 +104,10 @@ typedef void (*rf_kmutex_cb)(int status, void *cb_arg);
  * request's state first wins, the loser does nothing, so cb runs exactly
  * once. Returns 0 when cb has run or will run exactly once; on an error cb
  * never runs: RF_EINVAL (km, key or cb NULL), RF_ENOMEM, RF_ESHUTDOWN (the
- * timer is shut down). The timer must outlive every request that uses it
- * (shut it down with run_pending = true, or after the kmutex is destroyed).
- * Thread-safe. */
+ * timer is shut down). The timer may be shut down while requests wait
+ * (run_pending = true fires their timeouts now; false drops them, and the
+ * requests then wait until granted or destroyed), but it must not be
+ * destroyed (freed) before the kmutex. Thread-safe. */
 int rf_kmutex_lock_cb(rf_kmutex_t *km, const char *key, int timeout_ms, rf_timer_t *timer,
                       rf_kmutex_cb cb, void *cb_arg);
 

@@ -79,8 +79,10 @@ int rf_timer_after(rf_timer_t *t, uint64_t delay_ms, rf_timer_fn fn, void *arg, 
 /* rf_timer_cancel: remove a pending timer. 0: removed, its callback will
  * never run. RF_ENOENT: unknown id, already fired, or running right now
  * (cancel does not wait for it). RF_EINVAL: t NULL or id 0. RF_ESHUTDOWN:
- * the timer thread has stopped. Thread-safe, callable from callbacks;
- * O(log n); never blocks beyond the timer's mutex. */
+ * rf_timer_shutdown has joined the thread, so no callback of t runs any
+ * more (each pending one was either fired or dropped). Thread-safe,
+ * callable from callbacks; O(log n); never blocks beyond the timer's
+ * mutex. */
 int rf_timer_cancel(rf_timer_t *t, uint64_t id);
 
 /* rf_timer_shutdown: stop accepting timers (rf_timer_after returns

@@ -245,9 +245,16 @@ static void rf__km_timer_done(rf_kmutex_t *km) {
 /* Caller holds the stripe lock and has moved w out of WAITING: disarm its
  * timer. Returns true when the timer callback will never run, i.e. the
  * caller now owns the timer's reference and must drop it (after unlocking:
- * see rf__kw_drop_timer_ref). */
+ * see rf__kw_drop_timer_ref). That is the case when cancel removed it (0),
+ * and when the timer has been shut down and joined (RF_ESHUTDOWN): a
+ * callback that had run would have found w WAITING and finished it, so it
+ * did not run, and it never will (dropped by rf_timer_shutdown(t, false)). */
 static bool rf__kw_disarm(rf__kwaiter *w) {
-  return w->timer != NULL && rf_timer_cancel(w->timer, w->timer_id) == 0;
+  if (w->timer == NULL) {
+    return false;
+  }
+  int rc = rf_timer_cancel(w->timer, w->timer_id);
+  return rc == 0 || rc == RF_ESHUTDOWN;
 }
 
 static void rf__kw_drop_timer_ref(rf__kwaiter *w) {

@@ -328,9 +328,10 @@ int rf_timer_cancel(rf_timer_t *t, uint64_t id) {
   rf__tnode *n = NULL;
   int rc = RF_ENOENT;
   pthread_mutex_lock(&t->mu);
-  if (t->state == RF__T_STOPPING || t->state == RF__T_STOPPED) {
-    rc = RF_ESHUTDOWN;
+  if (t->state == RF__T_STOPPED) {
+    rc = RF_ESHUTDOWN; /* joined: no callback runs any more */
   } else {
+    /* Also while STOPPING: a node still indexed will never run. */
     rf__tnode **slot = rf__index_slot(t, id);
     n = *slot;
     if (n != NULL) {

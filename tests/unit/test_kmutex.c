@@ -335,6 +335,29 @@ static void test_cb_timer_shut_down(void **state) {
   rf_timer_destroy(t);
 }
 
+/* The timer is shut down without running its timeouts while requests wait:
+ * they stay queued (no timeout any more), are granted or cancelled normally,
+ * and nothing hangs or leaks. */
+static void test_cb_timer_dropped_under_waiters(void **state) {
+  (void)state;
+  rf_timer_t *t;
+  cb_ctx ctx = {.key = "k"};
+  cb_arg a = {.ctx = &ctx, .tag = 1}, b = {.ctx = &ctx, .tag = 2};
+  assert_int_equal(rf_timer_create(&t), 0);
+  assert_int_equal(rf_kmutex_create(&ctx.km), 0);
+  assert_int_equal(rf_kmutex_lock(ctx.km, "k", 0), 0);
+  assert_int_equal(rf_kmutex_lock_cb(ctx.km, "k", 60000, t, record_cb, &a), 0);
+  assert_int_equal(rf_kmutex_lock_cb(ctx.km, "k", 60000, t, record_cb, &b), 0);
+  assert_int_equal(rf_timer_shutdown(t, false), 0);   /* timeouts dropped */
+  assert_int_equal(rf_kmutex_unlock(ctx.km, "k"), 0); /* grants a */
+  assert_int_equal(atomic_load(&a.calls), 1);
+  assert_int_equal(atomic_load(&a.status), 0);
+  rf_kmutex_destroy(ctx.km); /* cancels b; must not wait for its timeout */
+  assert_int_equal(atomic_load(&b.calls), 1);
+  assert_int_equal(atomic_load(&b.status), RF_ECANCELED);
+  rf_timer_destroy(t);
+}
+
 static void test_destroy_cancels_cb_waiters(void **state) {
   (void)state;
   rf_timer_t *t;
@@ -432,6 +455,7 @@ int main(void) {
       cmocka_unit_test(test_cb_timeout_on_timer_thread),
       cmocka_unit_test(test_cb_granted_cancels_timeout),
       cmocka_unit_test(test_cb_timer_shut_down),
+      cmocka_unit_test(test_cb_timer_dropped_under_waiters),
       cmocka_unit_test(test_destroy_cancels_cb_waiters),
       cmocka_unit_test(test_alloc_failures),
   };

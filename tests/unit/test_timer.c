@@ -282,6 +282,51 @@ static void test_shutdown_drop(void **state) {
   rec_fini(&rec);
 }
 
+/* While shutdown(false) waits to join a running callback, a cancel of a
+ * timer still in the heap wins (it will never run); after the join cancel
+ * says RF_ESHUTDOWN. The running callback is held at "timer.before_fire". */
+typedef struct {
+  rf_timer_t *t;
+  int rc;
+} shut_arg;
+
+static void *shutdown_drop(void *arg) {
+  shut_arg *s = arg;
+  s->rc = rf_timer_shutdown(s->t, false);
+  return NULL;
+}
+
+static void test_cancel_while_stopping(void **state) {
+  (void)state;
+  rf_hook_reset();
+  rf_timer_t *t;
+  recorder rec;
+  rec_init(&rec);
+  rec_arg a = {&rec, 1}, b = {&rec, 2};
+  uint64_t later;
+  assert_int_equal(rf_timer_create(&t), 0);
+  assert_int_equal(rf_hook_arm("timer.before_fire", 1), 0);
+  assert_int_equal(rf_timer_after(t, 0, rec_fire, &a, NULL), 0);
+  RF_ASSERT_PARKED("timer.before_fire", 1);
+  assert_int_equal(rf_timer_after(t, 60000, rec_fire, &b, &later), 0);
+  shut_arg s = {t, -99};
+  pthread_t th = rf_test_spawn(shutdown_drop, &s);
+  /* The shutdown has begun once rf_timer_after refuses. */
+  while (rf_timer_after(t, 1, noop, NULL, NULL) != RF_ESHUTDOWN) {
+    rf_test_sleep_ms(1);
+  }
+  assert_int_equal(rf_timer_cancel(t, later), 0);
+  assert_int_equal(rf_hook_release("timer.before_fire", 1), 0);
+  rf_test_join(th);
+  assert_int_equal(s.rc, 0);
+  assert_int_equal(rec.n, 1); /* only the one already running */
+  assert_int_equal(rec.order[0], 1);
+  assert_int_equal(rf_timer_cancel(t, later), RF_ESHUTDOWN);
+  rf_timer_destroy(t);
+  rec_fini(&rec);
+  rf_hook_reset();
+}
+
 /* One scenario for the torture loop: create, arm 150 timers (the heap and
  * the index grow twice), cancel half, destroy. Every failure must be
  * RF_ENOMEM and leave nothing behind. */
@@ -343,6 +388,7 @@ int main(void) {
       cmocka_unit_test(test_callbacks_may_rearm_and_cancel),
       cmocka_unit_test(test_shutdown_rules),
       cmocka_unit_test(test_shutdown_drop),
+      cmocka_unit_test(test_cancel_while_stopping),
       cmocka_unit_test(test_alloc_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
