@@ -6,6 +6,17 @@
 #include "racefree/errors.h"
 #include "racefree/hook.h"
 
+#include "racefree/cache.h"
+#include "racefree/kmutex.h"
+#include "racefree/lock.h"
+#include "racefree/metrics.h"
+#include "racefree/once.h"
+#include "racefree/pool.h"
+#include "racefree/queue.h"
+#include "racefree/retry.h"
+#include "racefree/singleflight.h"
+#include "racefree/timer.h"
+
 #define RF_VERSION_MAJOR  0
 #define RF_VERSION_MINOR  1
 #define RF_VERSION_PATCH  0
