@@ -10,7 +10,8 @@
  * fresh bursts to show it (the simulated delays make one burst enough in
  * practice); the safe run must hold on every burst it makes.
  *
- * Scenarios: users, inventory, counter, cache, config, reports, wallets.
+ * Scenarios: users, inventory, counter, cache, cachefail, config, reports,
+ * wallets.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -218,16 +219,58 @@ static int inventory_round(void) {
   return broken;
 }
 
+/* Stock 30, BURST purchases of 1, 2 or 3: the quantities of the 200s sum
+ * to the stock removed, and since stock only falls, every 409 asked for
+ * more than what is finally left. */
+static int inventory_mixed_round(void) {
+  char item[64], path[128], bodies[3][160];
+  snprintf(item, sizeof item, "race-mixed-%s", tag());
+  snprintf(path, sizeof path, "/inventory/items/%s", item);
+  e2e_resp_t put;
+  e2e_call(g.srv.port, "PUT", path, "{\"stock\":30}", &put);
+  assert_int_equal(put.status, 200);
+  e2e_resp_free(&put);
+  for (int q = 0; q < 3; q++)
+    snprintf(bodies[q], sizeof bodies[q], "{\"itemId\":\"%s\",\"quantity\":%d}", item, q + 1);
+  e2e_req_t reqs[BURST];
+  for (int i = 0; i < BURST; i++)
+    reqs[i] = (e2e_req_t){"POST", "/inventory/purchase", bodies[i % 3], NULL};
+  e2e_resp_t r[BURST];
+  assert_int_equal(e2e_burst(g.srv.port, BURST, reqs, r, TIMEOUT_MS), 0);
+  print_statuses("POST /inventory/purchase (quantities 1-3)", r, BURST);
+  int64_t sold = 0, min_refused = INT64_MAX;
+  int other = 0;
+  for (int i = 0; i < BURST; i++) {
+    if (r[i].status == 200)
+      sold += i % 3 + 1;
+    else if (r[i].status == 409 && i % 3 + 1 < min_refused)
+      min_refused = i % 3 + 1;
+    else if (r[i].status != 409)
+      other++;
+  }
+  int64_t final = get_int(path, "stock");
+  fprintf(stderr, "  sold %" PRId64 ", final stock %" PRId64 "\n", sold, final);
+  int broken = final != 30 - sold || final < 0 || final >= min_refused;
+  if (!g.unsafe) {
+    assert_int_equal(other, 0);
+    assert_int_equal(final, 30 - sold);
+    assert_true(final >= 0 && final < min_refused);
+  }
+  burst_free(r, BURST);
+  return broken;
+}
+
 static void test_inventory(void **state) {
   (void)state;
   if (!g.unsafe) {
     assert_false(inventory_round());
     assert_false(inventory_round());
+    assert_false(inventory_mixed_round());
     return;
   }
   int broken = 0;
   for (int t = 0; t < UNSAFE_TRIES && !broken; t++)
-    broken = inventory_round();
+    broken = inventory_round() | inventory_mixed_round();
   assert_true(broken); /* oversold, or the stock does not add up */
 }
 
@@ -377,6 +420,54 @@ static void test_cache(void **state) {
   for (int t = 0; t < UNSAFE_TRIES && !broken; t++)
     broken = cache_round();
   assert_true(broken); /* un-deduplicated fills */
+}
+
+/* BURST requests for one failing key ("fail-"): the one shared load fails
+ * and every waiter gets 502 upstream_failed; the failure is not cached, so
+ * a second burst loads again (once). */
+static int cache_fail_round(void) {
+  char path[128];
+  snprintf(path, sizeof path, "/cache/fail-%s", tag());
+  int broken = 0;
+  for (int round = 0; round < 2; round++) {
+    int64_t before = get_int("/cache-stats", "loads");
+    e2e_req_t reqs[BURST];
+    for (int i = 0; i < BURST; i++)
+      reqs[i] = (e2e_req_t){"GET", path, NULL, NULL};
+    e2e_resp_t r[BURST];
+    assert_int_equal(e2e_burst(g.srv.port, BURST, reqs, r, TIMEOUT_MS), 0);
+    print_statuses("GET /cache/{fail- key}", r, BURST);
+    int failed = 0;
+    for (int i = 0; i < BURST; i++) {
+      char code[64];
+      failed += r[i].status == 502 &&
+                strcmp(e2e_error_code(&r[i], code, sizeof code), "upstream_failed") == 0;
+    }
+    int64_t loads = get_int("/cache-stats", "loads") - before;
+    fprintf(stderr, "  %d x 502 upstream_failed, loads +%" PRId64 "\n", failed, loads);
+    broken |= loads > g.workers;
+    if (!g.unsafe) {
+      assert_int_equal(failed, BURST);
+      if (g.workers == 1)
+        assert_int_equal(loads, 1); /* shared, and not cached: loaded again */
+      else
+        assert_true(loads >= 0 && loads <= g.workers);
+    }
+    burst_free(r, BURST);
+  }
+  return broken;
+}
+
+static void test_cachefail(void **state) {
+  (void)state;
+  if (!g.unsafe) {
+    assert_false(cache_fail_round());
+    return;
+  }
+  int broken = 0;
+  for (int t = 0; t < UNSAFE_TRIES && !broken; t++)
+    broken = cache_fail_round();
+  assert_true(broken); /* every request ran its own failing load */
 }
 
 /* -------------------------------------------------------------- config */
@@ -582,8 +673,8 @@ int main(int argc, char **argv) {
     CMUnitTestFunction fn;
   } all[] = {
       {"users", test_users},     {"inventory", test_inventory}, {"counter", test_counter},
-      {"cache", test_cache},     {"config", test_config},       {"reports", test_reports},
-      {"wallets", test_wallets},
+      {"cache", test_cache},     {"cachefail", test_cachefail}, {"config", test_config},
+      {"reports", test_reports}, {"wallets", test_wallets},
   };
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     if (strcmp(all[i].name, g.scenario) != 0)
