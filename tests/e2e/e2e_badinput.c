@@ -341,7 +341,7 @@ static void test_garbage_request_line(void **state) {
 static void test_enormous_header(void **state) {
   (void)state;
   uint64_t before = e2e_db_fingerprint(srv.db_path);
-  size_t big = 256 * 1024;
+  size_t big = (size_t)256 * 1024;
   char *req = malloc(big + 128);
   assert_non_null(req);
   int n = snprintf(req, 128, "GET /api HTTP/1.1\r\nHost: x\r\nX-Big: ");

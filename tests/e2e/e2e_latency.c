@@ -79,8 +79,10 @@ static double measure(double *p50, double *max) {
   return e2e_percentile(ms, SAMPLES, 99);
 }
 
+static int loader_index[LOADERS];
+
 static void *loader(void *arg) {
-  int idx = (int)(intptr_t)arg;
+  int idx = *(const int *)arg;
   e2e_conn_t c;
   if (e2e_conn_open(&c, srv.port) != 0) {
     __atomic_add_fetch(&loader_bad[idx], 1, __ATOMIC_RELAXED);
@@ -111,8 +113,10 @@ static void test_api_latency_under_waiting_load(void **state) {
   double idle = measure(&idle_p50, &idle_max);
 
   pthread_t th[LOADERS];
-  for (int i = 0; i < LOADERS; i++)
-    assert_int_equal(pthread_create(&th[i], NULL, loader, (void *)(intptr_t)i), 0);
+  for (int i = 0; i < LOADERS; i++) {
+    loader_index[i] = i;
+    assert_int_equal(pthread_create(&th[i], NULL, loader, &loader_index[i]), 0);
+  }
   usleep(300 * 1000); /* every loader has a request in flight */
   int ok_before = 0;
   for (int i = 0; i < LOADERS; i++)
