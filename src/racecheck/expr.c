@@ -1069,7 +1069,9 @@ void rc_expr_print(const rc_expr_t *e, rc_buf_t *out) {
     break;
   default: {
     int p = rc__prec(e);
-    rc__print_sub(e->a, p, out);
+    /* comparisons do not chain: a comparison operand of one needs
+     * parentheses on either side */
+    rc__print_sub(e->a, p == 3 ? p + 1 : p, out);
     rc_buf_printf(out, " %s ", rc__opname[e->op]);
     /* left-associative: the right operand needs parentheses at equal
      * precedence ("a - (b - c)") */

@@ -216,6 +216,9 @@ int rc_resp_eof(rc_resp_t *r) {
 }
 
 const char *rc_resp_header(const rc_resp_t *r, const char *name) {
+  if (!r->headers.data) {
+    return NULL;
+  }
   const char *p = r->headers.data;
   const char *end = p + r->headers.len;
   while (p && p < end) {

@@ -89,8 +89,8 @@ void rc_err_set(rc_err_t *e, int line, int col, const char *fmt, ...)
  * number means `unit_ns` units). Returns 0 and stores nanoseconds, or -1. */
 int rc_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out_ns);
 
-/* Read a whole file into a fresh NUL-terminated buffer. Returns 0, or -1
- * with errno set. */
+/* Read a whole regular file (at most 1 GiB) into a fresh NUL-terminated
+ * buffer. Returns 0, or -1 with errno set (EINVAL: not a regular file). */
 int rc_read_file(const char *path, char **out, size_t *out_len);
 
 #endif /* RC_RC_H */

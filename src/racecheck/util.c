@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void rc__oom(size_t n) {
@@ -303,6 +304,13 @@ int rc_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out_ns) {
 int rc_read_file(const char *path, char **out, size_t *out_len) {
   FILE *f = fopen(path, "rb");
   if (!f) {
+    return -1;
+  }
+  /* only regular files of sane size: never /dev/zero or a FIFO */
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)(1u << 30)) {
+    fclose(f);
+    errno = EINVAL;
     return -1;
   }
   rc_buf_t b = {0};

@@ -290,8 +290,10 @@ static void test_print_and_explain(void **state) {
   json_decref(u.json);
   rc_expr_free(e);
   /* printing a parsed tree and parsing the text again gives the same text */
-  const char *srcs[] = {"-(1 + 2) * 3", "!a || b && c", "x[1].y['z']", "status[201] == 1",
-                        "'it''s' == \"q\""};
+  const char *srcs[] = {
+      "-(1 + 2) * 3",     "!a || b && c",        "x[1].y['z']",
+      "status[201] == 1", "(a < b) != (c == d)", /* found by fuzz_expr: must keep parentheses */
+      "'it''s' == \"q\""};
   for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
     rc_expr_t *a = rc_expr_parse(srcs[i], &err);
     if (!a) {

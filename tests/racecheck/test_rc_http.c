@@ -163,6 +163,13 @@ static void test_trailing_and_head(void **state) {
                    RC_RESP_ETOOBIG);
   rc_resp_free(&r);
   assert_string_equal(rc_resp_strerror(RC_RESP_ETRUNC), "ETRUNCATED");
+  /* found by fuzz_response: no kept headers, lookups are simply absent */
+  rc_resp_t h = {0};
+  rc_resp_reset(&h, 0);
+  assert_int_equal(feed_all(&h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, NULL),
+                   RC_RESP_DONE);
+  assert_null(rc_resp_header(&h, "content-type"));
+  rc_resp_free(&h);
 }
 
 static void test_request_build_and_url(void **state) {
