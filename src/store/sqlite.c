@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -56,6 +57,19 @@ enum {
   ST_WALLET_GET,
   ST_WALLET_CAS,
   ST_WALLET_SET,
+  ST_PAY_INSERT,
+  ST_PAY_GET,
+  ST_PAY_TAKEOVER,
+  ST_PAY_FINISH,
+  ST_PAY_PUT,
+  ST_FENCE_GET,
+  ST_FENCE_RAISE,
+  ST_CHARGE_INSERT,
+  ST_CHARGE_FIRST,
+  ST_CHARGE_STATS,
+  ST_SEND_FIND,
+  ST_SEND_INSERT,
+  ST_SEND_COUNT,
   ST__COUNT
 };
 
@@ -83,6 +97,41 @@ static const char *const SQL[ST__COUNT] = {
                       " WHERE user_id = ?1 AND version = ?3 RETURNING version",
     [ST_WALLET_SET] = "UPDATE wallets SET balance = ?2, version = version + 1"
                       " WHERE user_id = ?1 RETURNING version",
+    [ST_PAY_INSERT] = "INSERT INTO payments(payment_id, amount, fingerprint, state, token,"
+                      " lease_owner, lease_until_ms, created_ms, updated_ms)"
+                      " VALUES (?1, ?2, ?3, 0, 1, ?4, ?5, ?6, ?6)"
+                      " ON CONFLICT(payment_id) DO NOTHING RETURNING token",
+    [ST_PAY_GET] = "SELECT amount, fingerprint, state, token, lease_until_ms, http_status,"
+                   " charge_id, body FROM payments WHERE payment_id = ?1",
+    [ST_PAY_TAKEOVER] = "UPDATE payments SET token = token + 1, lease_owner = ?2,"
+                        " lease_until_ms = ?3, updated_ms = ?4"
+                        " WHERE payment_id = ?1 AND token = ?5 AND state = 0"
+                        " AND lease_until_ms <= ?4 RETURNING token",
+    [ST_PAY_FINISH] = "UPDATE payments SET state = ?3, http_status = ?4, charge_id = ?5,"
+                      " body = ?6, lease_owner = NULL, lease_until_ms = 0, updated_ms = ?7"
+                      " WHERE payment_id = ?1 AND token = ?2 AND state = 0",
+    [ST_PAY_PUT] = "INSERT INTO payments(payment_id, amount, fingerprint, state, token,"
+                   " http_status, charge_id, body, created_ms, updated_ms)"
+                   " VALUES (?1, ?2, 'unchecked', ?3, 0, ?4, ?5, ?6, ?7, ?7)"
+                   " ON CONFLICT(payment_id) DO UPDATE SET amount = excluded.amount,"
+                   " state = excluded.state, http_status = excluded.http_status,"
+                   " charge_id = excluded.charge_id, body = excluded.body,"
+                   " updated_ms = excluded.updated_ms",
+    [ST_FENCE_GET] = "SELECT token FROM charge_fences WHERE payment_id = ?1",
+    [ST_FENCE_RAISE] = "INSERT INTO charge_fences(payment_id, token) VALUES (?1, ?2)"
+                       " ON CONFLICT(payment_id) DO UPDATE"
+                       " SET token = max(token, excluded.token)",
+    [ST_CHARGE_INSERT] = "INSERT INTO charges(payment_id, amount, declined, token, created_ms)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+    [ST_CHARGE_FIRST] = "SELECT seq, amount, declined, token FROM charges"
+                        " WHERE payment_id = ?1 ORDER BY seq LIMIT 1",
+    [ST_CHARGE_STATS] = "SELECT count(*),"
+                        " coalesce(sum(CASE WHEN declined = 0 THEN amount ELSE 0 END), 0)"
+                        " FROM charges WHERE payment_id = ?1",
+    [ST_SEND_FIND] = "SELECT 1 FROM sends WHERE job_id = ?1 LIMIT 1",
+    [ST_SEND_INSERT] = "INSERT INTO sends(job_id, attempt, to_addr, sent_ms)"
+                       " VALUES (?1, ?2, ?3, ?4)",
+    [ST_SEND_COUNT] = "SELECT count(*) FROM sends WHERE to_addr = ?1",
 };
 
 typedef struct conn {
@@ -723,6 +772,446 @@ static int s_wallet_set(rf_store_t *base, const char *user, int64_t balance, int
   return rc;
 }
 
+/* -------------------------------------------------------------- payments */
+
+#define LEASE_MAX_MS (24ull * 3600 * 1000)
+
+/* Lease times and ledger timestamps: wall-clock milliseconds, shared by
+ * every process and surviving a restart (docs/payments.md). */
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int valid_text(const char *t, size_t max) {
+  if (!t)
+    return 0;
+  size_t n = strnlen(t, max + 1);
+  return n >= 1 && n <= max;
+}
+
+static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap) {
+  const unsigned char *t = sqlite3_column_text(st, col);
+  size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+  if (n >= cap)
+    n = cap - 1;
+  if (n > 0)
+    memcpy(dst, t, n);
+  dst[n] = '\0';
+}
+
+static void charge_id_of(int64_t seq, char out[RF_STORE_CHARGE_ID_MAX + 1]) {
+  snprintf(out, RF_STORE_CHARGE_ID_MAX + 1, "ch_%lld", (long long)seq);
+}
+
+/* Read the payment row of `id` into *p (claim: DONE or BUSY by state) and
+ * its fingerprint into fpr. *found = 0 when there is none. */
+static int read_payment(conn_t *c, const char *id, int64_t now, rf_payment_t *p,
+                        char fpr[RF_STORE_FPR_MAX + 1], int *found) {
+  sqlite3_stmt *st = NULL;
+  int rc = stmt(c, ST_PAY_GET, &st);
+  if (rc != 0)
+    return rc;
+  *found = 0;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *found = 1;
+    memset(p, 0, sizeof *p);
+    p->amount = sqlite3_column_int64(st, 0);
+    copy_col(st, 1, fpr, RF_STORE_FPR_MAX + 1);
+    p->state = (rf_payment_state_t)sqlite3_column_int(st, 2);
+    p->token = (uint64_t)sqlite3_column_int64(st, 3);
+    int64_t until = sqlite3_column_int64(st, 4);
+    p->http_status = sqlite3_column_int(st, 5);
+    copy_col(st, 6, p->charge_id, sizeof p->charge_id);
+    copy_col(st, 7, p->body, sizeof p->body);
+    p->claim = p->state == RF_PAY_PROCESSING ? RF_PAY_BUSY : RF_PAY_DONE;
+    p->lease_left_ms = p->state == RF_PAY_PROCESSING && until > now ? (uint64_t)(until - now) : 0;
+    src = sqlite3_step(st);
+  }
+  rc = src == SQLITE_DONE ? 0 : map_rc(src);
+  stmt_done(st);
+  return rc;
+}
+
+/* The ledger's first charge for payment_id. *found = 0 when none. */
+static int first_charge(conn_t *c, const char *payment_id, rf_charge_t *ch, int *found) {
+  sqlite3_stmt *st = NULL;
+  int rc = stmt(c, ST_CHARGE_FIRST, &st);
+  if (rc != 0)
+    return rc;
+  *found = 0;
+  sqlite3_bind_text(st, 1, payment_id, -1, SQLITE_STATIC);
+  int src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *found = 1;
+    charge_id_of(sqlite3_column_int64(st, 0), ch->charge_id);
+    ch->amount = sqlite3_column_int64(st, 1);
+    ch->declined = sqlite3_column_int(st, 2);
+    ch->token = (uint64_t)sqlite3_column_int64(st, 3);
+    src = sqlite3_step(st);
+  }
+  rc = src == SQLITE_DONE ? 0 : map_rc(src);
+  stmt_done(st);
+  return rc;
+}
+
+/* Raise the ledger's fence for payment_id to at least token. */
+static int fence_raise(conn_t *c, const char *payment_id, uint64_t token) {
+  int found = 0;
+  return run_kv(c, ST_FENCE_RAISE, payment_id, (int64_t)token, 0, 0, &found, NULL);
+}
+
+/* The takeover of an expired lease (inside begin's transaction): CAS on
+ * (token, expired), show the new token to the fence, read the ledger. */
+static int takeover(conn_t *c, const char *id, uint64_t lease_ms, const char *owner, int64_t now,
+                    rf_payment_t *p) {
+  sqlite3_stmt *st = NULL;
+  int rc = stmt(c, ST_PAY_TAKEOVER, &st);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t token = 0;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, now + (int64_t)lease_ms);
+  sqlite3_bind_int64(st, 4, now);
+  sqlite3_bind_int64(st, 5, (int64_t)p->token);
+  rc = step_int(st, &found, &token);
+  if (rc != 0 || !found)
+    return rc; /* not taken over: p stays BUSY (unreachable inside IMMEDIATE) */
+  p->claim = RF_PAY_TAKEN_OVER;
+  p->token = (uint64_t)token;
+  p->lease_left_ms = lease_ms;
+  rc = fence_raise(c, id, p->token);
+  if (rc == 0)
+    rc = first_charge(c, id, &p->charge, &p->has_charge);
+  return rc;
+}
+
+static int s_payment_begin(rf_store_t *base, const char *id, int64_t amount,
+                           const char *fingerprint, uint64_t lease_ms, const char *owner,
+                           rf_payment_t *out) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(id) || amount < 1 || !valid_text(fingerprint, RF_STORE_FPR_MAX) ||
+      !valid_text(owner, RF_STORE_OWNER_MAX) || lease_ms < 1 || lease_ms > LEASE_MAX_MS || !out)
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  rf_payment_t p;
+  memset(&p, 0, sizeof p);
+  int64_t now = wall_ms();
+  rc = tx_begin(c);
+  if (rc == 0) {
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    int64_t token = 0;
+    int r = stmt(c, ST_PAY_INSERT, &st);
+    if (r == 0) {
+      sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 2, amount);
+      sqlite3_bind_text(st, 3, fingerprint, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 4, owner, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 5, now + (int64_t)lease_ms);
+      sqlite3_bind_int64(st, 6, now);
+      r = step_int(st, &found, &token);
+    }
+    if (r == 0 && found) { /* the record is ours */
+      p.claim = RF_PAY_CLAIMED;
+      p.amount = amount;
+      p.token = (uint64_t)token;
+      p.lease_left_ms = lease_ms;
+    } else if (r == 0) { /* it existed: what is it? */
+      char fpr[RF_STORE_FPR_MAX + 1];
+      r = read_payment(c, id, now, &p, fpr, &found);
+      if (r == 0 && !found)
+        r = RF_EINTERNAL; /* the conflicting row vanished inside our transaction */
+      if (r == 0 && (p.amount != amount || strcmp(fpr, fingerprint) != 0))
+        p.claim = RF_PAY_MISMATCH;
+      else if (r == 0 && p.claim == RF_PAY_BUSY && p.lease_left_ms == 0)
+        r = takeover(c, id, lease_ms, owner, now, &p);
+    }
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  if (rc == 0)
+    *out = p;
+  return rc;
+}
+
+static int s_payment_finish(rf_store_t *base, const char *id, uint64_t token, int declined,
+                            int http_status, const char *charge_id, const char *body) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!charge_id)
+    charge_id = "";
+  if (!valid_id(id) || token < 1 || http_status < 100 || http_status > 599 || !body ||
+      strnlen(body, RF_STORE_BODY_MAX + 1) > RF_STORE_BODY_MAX ||
+      strnlen(charge_id, RF_STORE_CHARGE_ID_MAX + 1) > RF_STORE_CHARGE_ID_MAX)
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    sqlite3_stmt *st = NULL;
+    int r = stmt(c, ST_PAY_FINISH, &st);
+    if (r == 0) {
+      sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 2, (int64_t)token);
+      sqlite3_bind_int(st, 3, declined ? RF_PAY_DECLINED : RF_PAY_SUCCEEDED);
+      sqlite3_bind_int(st, 4, http_status);
+      sqlite3_bind_text(st, 5, charge_id, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 6, body, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 7, wall_ms());
+      int src = sqlite3_step(st);
+      r = src == SQLITE_DONE ? 0 : map_rc(src);
+      int changed = r == 0 ? sqlite3_changes(c->db) : 0;
+      stmt_done(st);
+      if (r == 0 && changed == 0) { /* stale token, final already, or no record */
+        rf_payment_t p;
+        char fpr[RF_STORE_FPR_MAX + 1];
+        int found = 0;
+        r = read_payment(c, id, 0, &p, fpr, &found);
+        if (r == 0)
+          r = found ? RF_ESTALE : RF_ENOENT;
+      }
+    }
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  return rc;
+}
+
+static int s_payment_get(rf_store_t *base, const char *id, rf_payment_t *out) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(id) || !out)
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  rf_payment_t p;
+  char fpr[RF_STORE_FPR_MAX + 1];
+  int found = 0;
+  rc = read_payment(c, id, wall_ms(), &p, fpr, &found);
+  conn_put(s, c);
+  if (rc == 0 && !found)
+    rc = RF_ENOENT;
+  if (rc == 0)
+    *out = p;
+  return rc;
+}
+
+/* Insert one charge (the caller holds the transaction). */
+static int charge_insert(conn_t *c, const char *payment_id, int64_t amount, int declined,
+                         uint64_t token, rf_charge_t *ch) {
+  sqlite3_stmt *st = NULL;
+  int rc = stmt(c, ST_CHARGE_INSERT, &st);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t seq = 0;
+  sqlite3_bind_text(st, 1, payment_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, amount);
+  sqlite3_bind_int(st, 3, declined ? 1 : 0);
+  sqlite3_bind_int64(st, 4, (int64_t)token);
+  sqlite3_bind_int64(st, 5, wall_ms());
+  rc = step_int(st, &found, &seq);
+  if (rc == 0 && !found)
+    rc = RF_EINTERNAL;
+  if (rc == 0) {
+    charge_id_of(seq, ch->charge_id);
+    ch->amount = amount;
+    ch->declined = declined ? 1 : 0;
+    ch->token = token;
+  }
+  return rc;
+}
+
+/* The fence and the charge in one transaction: a holder whose token is
+ * older than one the ledger has seen for this payment cannot charge. */
+static int charge_common(sqlite_store_t *s, const char *payment_id, int64_t amount, int declined,
+                         int fenced, uint64_t token, rf_charge_t *out) {
+  if (!valid_id(payment_id) || amount < 1 || (fenced && token < 1))
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  rf_charge_t ch;
+  memset(&ch, 0, sizeof ch);
+  rc = tx_begin(c);
+  if (rc == 0) {
+    int r = 0;
+    if (fenced) {
+      int found = 0;
+      int64_t seen = 0;
+      r = run_kv(c, ST_FENCE_GET, payment_id, 0, 0, 0, &found, &seen);
+      if (r == 0 && found && (uint64_t)seen > token)
+        r = RF_ESTALE;
+      if (r == 0)
+        r = fence_raise(c, payment_id, token);
+    }
+    if (r == 0)
+      r = charge_insert(c, payment_id, amount, declined, token, &ch);
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  if (rc == 0 && out)
+    *out = ch;
+  return rc;
+}
+
+static int s_charge_record(rf_store_t *base, const char *payment_id, int64_t amount, int declined,
+                           uint64_t token, rf_charge_t *out) {
+  return charge_common((sqlite_store_t *)base, payment_id, amount, declined, 1, token, out);
+}
+
+static int s_charge_record_unchecked(rf_store_t *base, const char *payment_id, int64_t amount,
+                                     int declined, rf_charge_t *out) {
+  return charge_common((sqlite_store_t *)base, payment_id, amount, declined, 0, 0, out);
+}
+
+static int s_charge_stats(rf_store_t *base, const char *payment_id, int64_t *count,
+                          int64_t *total) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_id(payment_id))
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  sqlite3_stmt *st = NULL;
+  int64_t n = 0, t = 0;
+  rc = stmt(c, ST_CHARGE_STATS, &st);
+  if (rc == 0) {
+    sqlite3_bind_text(st, 1, payment_id, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+      n = sqlite3_column_int64(st, 0);
+      t = sqlite3_column_int64(st, 1);
+      src = sqlite3_step(st);
+    }
+    rc = src == SQLITE_DONE ? 0 : map_rc(src);
+    stmt_done(st);
+  }
+  conn_put(s, c);
+  if (rc == 0) {
+    if (count)
+      *count = n;
+    if (total)
+      *total = t;
+  }
+  return rc;
+}
+
+static int s_payment_put_unchecked(rf_store_t *base, const char *id, int64_t amount, int declined,
+                                   int http_status, const char *charge_id, const char *body) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!charge_id)
+    charge_id = "";
+  if (!valid_id(id) || amount < 1 || !body ||
+      strnlen(body, RF_STORE_BODY_MAX + 1) > RF_STORE_BODY_MAX)
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    sqlite3_stmt *st = NULL;
+    int r = stmt(c, ST_PAY_PUT, &st);
+    if (r == 0) {
+      sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 2, amount);
+      sqlite3_bind_int(st, 3, declined ? RF_PAY_DECLINED : RF_PAY_SUCCEEDED);
+      sqlite3_bind_int(st, 4, http_status);
+      sqlite3_bind_text(st, 5, charge_id, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 6, body, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 7, wall_ms());
+      int src = sqlite3_step(st);
+      r = src == SQLITE_DONE ? 0 : map_rc(src);
+      stmt_done(st);
+    }
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  return rc;
+}
+
+/* ------------------------------------------------------------ mail sender */
+
+static int send_insert(conn_t *c, const char *job_id, unsigned attempt, const char *to) {
+  sqlite3_stmt *st = NULL;
+  int rc = stmt(c, ST_SEND_INSERT, &st);
+  if (rc != 0)
+    return rc;
+  sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, attempt);
+  sqlite3_bind_text(st, 3, to, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, wall_ms());
+  int src = sqlite3_step(st);
+  stmt_done(st);
+  return src == SQLITE_DONE ? 0 : map_rc(src);
+}
+
+/* check (a send for this job?) and insert in one IMMEDIATE transaction:
+ * the write lock makes the pair atomic. */
+static int send_common(sqlite_store_t *s, const char *job_id, unsigned attempt, const char *to,
+                       int once, int *first) {
+  if (!valid_text(job_id, RF_STORE_ID_MAX) || !valid_email(to))
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int sent_before = 0;
+  rc = tx_begin(c);
+  if (rc == 0) {
+    int r = once ? run_kv(c, ST_SEND_FIND, job_id, 0, 0, 0, &sent_before, NULL) : 0;
+    if (r == 0 && !sent_before)
+      r = send_insert(c, job_id, attempt, to);
+    rc = tx_end(c, r);
+  }
+  conn_put(s, c);
+  if (rc == 0 && first)
+    *first = !sent_before;
+  return rc;
+}
+
+static int s_email_send(rf_store_t *base, const char *job_id, unsigned attempt, const char *to,
+                        int *first) {
+  if (attempt < 1 || !first)
+    return RF_EINVAL;
+  return send_common((sqlite_store_t *)base, job_id, attempt, to, 1, first);
+}
+
+static int s_email_send_unchecked(rf_store_t *base, const char *job_id, const char *to) {
+  return send_common((sqlite_store_t *)base, job_id, 0, to, 0, NULL);
+}
+
+static int s_email_sent_count(rf_store_t *base, const char *to, int64_t *count) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  if (!valid_email(to) || !count)
+    return RF_EINVAL;
+  conn_t *c = NULL;
+  int rc = conn_get(s, &c);
+  if (rc != 0)
+    return rc;
+  int found = 0;
+  int64_t n = 0;
+  rc = run_kv(c, ST_SEND_COUNT, to, 0, 0, 0, &found, &n);
+  conn_put(s, c);
+  if (rc == 0)
+    *count = n;
+  return rc;
+}
+
 static const rf_store_ops_t sqlite_ops = {
     .kind = "sqlite",
     .close = s_close,
@@ -740,4 +1229,14 @@ static const rf_store_ops_t sqlite_ops = {
     .wallet_get = s_wallet_get,
     .wallet_cas = s_wallet_cas,
     .wallet_set = s_wallet_set,
+    .payment_begin = s_payment_begin,
+    .payment_finish = s_payment_finish,
+    .payment_get = s_payment_get,
+    .charge_record = s_charge_record,
+    .charge_stats = s_charge_stats,
+    .charge_record_unchecked = s_charge_record_unchecked,
+    .payment_put_unchecked = s_payment_put_unchecked,
+    .email_send = s_email_send,
+    .email_send_unchecked = s_email_send_unchecked,
+    .email_sent_count = s_email_sent_count,
 };

@@ -60,6 +60,8 @@ extern "C" {
 #define RF_STORE_EMAIL_MAX 254 /* longest email, in bytes (buffer: +1) */
 
 typedef struct rf_store rf_store_t;
+typedef struct rf_payment rf_payment_t; /* payments section below */
+typedef struct rf_charge rf_charge_t;
 
 /* The backend interface. Every function receives the store it was opened
  * as; see the rf_store_* wrappers below for the contracts. Later additions
@@ -88,6 +90,26 @@ typedef struct rf_store_ops {
   int (*wallet_cas)(rf_store_t *s, const char *user, int64_t expected_version, int64_t new_balance,
                     int64_t *new_version);
   int (*wallet_set)(rf_store_t *s, const char *user, int64_t balance, int64_t *new_version);
+
+  /* payments: idempotency records and the card processor's ledger */
+  int (*payment_begin)(rf_store_t *s, const char *id, int64_t amount, const char *fingerprint,
+                       uint64_t lease_ms, const char *owner, rf_payment_t *out);
+  int (*payment_finish)(rf_store_t *s, const char *id, uint64_t token, int declined,
+                        int http_status, const char *charge_id, const char *body);
+  int (*payment_get)(rf_store_t *s, const char *id, rf_payment_t *out);
+  int (*charge_record)(rf_store_t *s, const char *payment_id, int64_t amount, int declined,
+                       uint64_t token, rf_charge_t *out);
+  int (*charge_stats)(rf_store_t *s, const char *payment_id, int64_t *count, int64_t *total);
+  int (*charge_record_unchecked)(rf_store_t *s, const char *payment_id, int64_t amount,
+                                 int declined, rf_charge_t *out);
+  int (*payment_put_unchecked)(rf_store_t *s, const char *id, int64_t amount, int declined,
+                               int http_status, const char *charge_id, const char *body);
+
+  /* the mail sender's ledger */
+  int (*email_send)(rf_store_t *s, const char *job_id, unsigned attempt, const char *to,
+                    int *first);
+  int (*email_send_unchecked)(rf_store_t *s, const char *job_id, const char *to);
+  int (*email_sent_count)(rf_store_t *s, const char *to, int64_t *count);
 } rf_store_ops_t;
 
 /* Every backend's store begins with this header. */
@@ -234,6 +256,198 @@ static inline int rf_store_wallet_cas(rf_store_t *s, const char *user, int64_t e
 static inline int rf_store_wallet_set(rf_store_t *s, const char *user, int64_t balance,
                                       int64_t *new_version) {
   return s ? s->ops->wallet_set(s, user, balance, new_version) : RF_EINVAL;
+}
+
+/* ------------------------------------------------------------- payments */
+
+/* Idempotency records (table payments) and the simulated card processor's
+ * ledger (tables charges, charge_fences). docs/payments.md tells the whole
+ * protocol; in short, for one payment id:
+ *
+ *   payment_begin   claims the record (new: token 1) or takes over an
+ *                   expired lease (token + 1), or reports the record's state
+ *   charge_record   the processor charges, fenced by that token
+ *   payment_finish  the holder of the current token stores the outcome
+ *
+ * Tokens are the lease generation of the record: every claim or takeover
+ * raises it by one, durably, so they keep increasing across restarts and
+ * across processes sharing the database. Lease times are wall-clock
+ * milliseconds (CLOCK_REALTIME), so every process and every restart agrees
+ * on them. A backend that does not implement an operation of this section
+ * or the next (its ops entry is NULL) answers RF_ENOTSUP. */
+
+#define RF_STORE_BODY_MAX      1024 /* stored answer body, bytes (buffer: +1) */
+#define RF_STORE_CHARGE_ID_MAX 40   /* "ch_..." (buffer: +1) */
+#define RF_STORE_FPR_MAX       128  /* request fingerprint, bytes */
+#define RF_STORE_OWNER_MAX     128  /* lease owner, bytes */
+
+typedef enum {
+  RF_PAY_PROCESSING = 0, /* claimed, outcome not stored yet */
+  RF_PAY_SUCCEEDED = 1,  /* final */
+  RF_PAY_DECLINED = 2,   /* final */
+} rf_payment_state_t;
+
+/* What payment_begin found (rf_payment_t.claim). */
+typedef enum {
+  RF_PAY_CLAIMED = 0,    /* new record, the caller holds the lease with token 1 */
+  RF_PAY_TAKEN_OVER = 1, /* the previous holder's lease had expired: the caller
+                          * holds it now with the next token; has_charge and
+                          * charge tell what the ledger recorded before */
+  RF_PAY_BUSY = 2,       /* processing under another holder's live lease */
+  RF_PAY_DONE = 3,       /* final: replay http_status and body */
+  RF_PAY_MISMATCH = 4,   /* same id, another amount or fingerprint */
+} rf_payment_claim_t;
+
+/* One call to the card processor, as its ledger recorded it. */
+struct rf_charge {
+  char charge_id[RF_STORE_CHARGE_ID_MAX + 1]; /* "ch_<n>", unique in the database */
+  int64_t amount;
+  int declined; /* 1: the processor declined (nothing was taken) */
+  uint64_t token;
+};
+
+/* An idempotency record (plus, after a takeover, the ledger's answer). */
+struct rf_payment {
+  rf_payment_claim_t claim; /* payment_begin only */
+  rf_payment_state_t state;
+  int64_t amount;         /* as stored (MISMATCH: the first request's) */
+  uint64_t token;         /* the lease generation (CLAIMED/TAKEN_OVER: the caller's) */
+  uint64_t lease_left_ms; /* processing: time left on the lease, 0 when expired */
+  int http_status;        /* final: the stored answer's status */
+  char charge_id[RF_STORE_CHARGE_ID_MAX + 1]; /* final: "" when declined */
+  char body[RF_STORE_BODY_MAX + 1];           /* final: the stored answer's body */
+  int has_charge;                             /* TAKEN_OVER: charge is valid */
+  rf_charge_t charge;                         /* TAKEN_OVER: the ledger's first charge */
+};
+
+/* rf_store_payment_begin: the idempotency claim, in one write transaction.
+ * Atomic: of any number of concurrent calls for one id (threads or
+ * processes), exactly one creates the record (claim RF_PAY_CLAIMED, token
+ * 1, leased to `owner` for lease_ms); the others see it:
+ *   - amount or fingerprint differ from the stored ones: RF_PAY_MISMATCH
+ *     (checked first, whatever the state);
+ *   - final: RF_PAY_DONE with the stored status, charge id and body;
+ *   - processing with a live lease: RF_PAY_BUSY (lease_left_ms);
+ *   - processing with an expired lease (its holder crashed or stalled):
+ *     the first caller takes it over - compare-and-set on (token, expired
+ *     lease), so exactly one of concurrent recoverers wins, the others get
+ *     RF_PAY_BUSY - and gets RF_PAY_TAKEN_OVER with token + 1. In the same
+ *     transaction the new token is shown to the ledger's fence (so a charge
+ *     by the stale holder is refused from now on) and the ledger's first
+ *     charge for the id, if any, is returned (has_charge, charge): the
+ *     caller then finishes with it instead of charging again.
+ * fingerprint: 1..RF_STORE_FPR_MAX bytes describing the request (e.g.
+ * "amount=42"); owner: 1..RF_STORE_OWNER_MAX bytes naming the holder (for
+ * diagnostics); lease_ms 1 .. 86400000 (one day); amount >= 1.
+ * Errors: RF_EINVAL, RF_EBUSY, RF_EIO, RF_ENOMEM. *out written on 0 only. */
+static inline int rf_store_payment_begin(rf_store_t *s, const char *id, int64_t amount,
+                                         const char *fingerprint, uint64_t lease_ms,
+                                         const char *owner, rf_payment_t *out) {
+  return !s ? RF_EINVAL
+         : !s->ops->payment_begin
+             ? RF_ENOTSUP
+             : s->ops->payment_begin(s, id, amount, fingerprint, lease_ms, owner, out);
+}
+
+/* rf_store_payment_finish: store the outcome (succeeded, or declined when
+ * `declined`), the answer's http_status and body (<= RF_STORE_BODY_MAX
+ * bytes) and charge_id ("" or NULL when declined). Atomic and fenced: only
+ * while the record is processing with exactly this token (UPDATE ... WHERE
+ * token = ?); otherwise RF_ESTALE (a newer holder took over, or the
+ * outcome is stored already) and nothing changes; RF_ENOENT without a
+ * record. Also RF_EINVAL, RF_EBUSY, RF_EIO. */
+static inline int rf_store_payment_finish(rf_store_t *s, const char *id, uint64_t token,
+                                          int declined, int http_status, const char *charge_id,
+                                          const char *body) {
+  return !s ? RF_EINVAL
+         : !s->ops->payment_finish
+             ? RF_ENOTSUP
+             : s->ops->payment_finish(s, id, token, declined, http_status, charge_id, body);
+}
+
+/* rf_store_payment_get: the record of `id` (claim is RF_PAY_DONE when
+ * final, RF_PAY_BUSY while processing). RF_ENOENT, RF_EINVAL, RF_EBUSY,
+ * RF_EIO. One consistent snapshot. */
+static inline int rf_store_payment_get(rf_store_t *s, const char *id, rf_payment_t *out) {
+  return !s ? RF_EINVAL : !s->ops->payment_get ? RF_ENOTSUP : s->ops->payment_get(s, id, out);
+}
+
+/* rf_store_charge_record: the card processor charges (or, with
+ * `declined`, declines) `amount` for payment_id and records it in its
+ * ledger, in one write transaction fenced by `token`: if the ledger has
+ * seen a larger token for this payment id (a newer holder charged, or
+ * asked about charges while taking over), RF_ESTALE and nothing is
+ * written; otherwise the token is remembered as the largest seen and the
+ * charge is inserted. *out (may be NULL): the recorded charge. Token >= 1.
+ * Errors: RF_EINVAL, RF_ESTALE, RF_EBUSY, RF_EIO. */
+static inline int rf_store_charge_record(rf_store_t *s, const char *payment_id, int64_t amount,
+                                         int declined, uint64_t token, rf_charge_t *out) {
+  return !s ? RF_EINVAL
+         : !s->ops->charge_record
+             ? RF_ENOTSUP
+             : s->ops->charge_record(s, payment_id, amount, declined, token, out);
+}
+
+/* rf_store_charge_stats: how many times the processor was called for
+ * payment_id (*count, charges and declines) and the total amount actually
+ * charged (*total, declines excluded). 0/0 for an unknown id. Either
+ * output may be NULL. RF_EINVAL, RF_EBUSY, RF_EIO. */
+static inline int rf_store_charge_stats(rf_store_t *s, const char *payment_id, int64_t *count,
+                                        int64_t *total) {
+  return !s                      ? RF_EINVAL
+         : !s->ops->charge_stats ? RF_ENOTSUP
+                                 : s->ops->charge_stats(s, payment_id, count, total);
+}
+
+/* --unsafe twins: charge without any fence or claim (every call records a
+ * charge), and store a record unconditionally (insert or overwrite, state
+ * final). The naive handler checks a per-process set, adds to it, charges
+ * and saves: concurrent requests with one id are all charged. */
+static inline int rf_store_charge_record_unchecked(rf_store_t *s, const char *payment_id,
+                                                   int64_t amount, int declined, rf_charge_t *out) {
+  return !s ? RF_EINVAL
+         : !s->ops->charge_record_unchecked
+             ? RF_ENOTSUP
+             : s->ops->charge_record_unchecked(s, payment_id, amount, declined, out);
+}
+static inline int rf_store_payment_put_unchecked(rf_store_t *s, const char *id, int64_t amount,
+                                                 int declined, int http_status,
+                                                 const char *charge_id, const char *body) {
+  return !s ? RF_EINVAL
+         : !s->ops->payment_put_unchecked
+             ? RF_ENOTSUP
+             : s->ops->payment_put_unchecked(s, id, amount, declined, http_status, charge_id, body);
+}
+
+/* ---------------------------------------------------------- mail sender */
+
+/* rf_store_email_send: the simulated mail sender delivers mail for job
+ * `job_id` (attempt `attempt` >= 1) to `to`, idempotently per job id: in
+ * one write transaction, if the ledger already holds a send for job_id,
+ * nothing is written and *first = 0; otherwise the send is recorded and
+ * *first = 1. So however often a job is run (retries, a worker killed
+ * after the send and before its completion), its mail goes out once.
+ * RF_EINVAL, RF_EBUSY, RF_EIO. */
+static inline int rf_store_email_send(rf_store_t *s, const char *job_id, unsigned attempt,
+                                      const char *to, int *first) {
+  return !s                    ? RF_EINVAL
+         : !s->ops->email_send ? RF_ENOTSUP
+                               : s->ops->email_send(s, job_id, attempt, to, first);
+}
+
+/* --unsafe twin: record a send unconditionally (attempt 0). */
+static inline int rf_store_email_send_unchecked(rf_store_t *s, const char *job_id, const char *to) {
+  return !s                              ? RF_EINVAL
+         : !s->ops->email_send_unchecked ? RF_ENOTSUP
+                                         : s->ops->email_send_unchecked(s, job_id, to);
+}
+
+/* rf_store_email_sent_count: sends recorded to `to` (0 when none).
+ * RF_EINVAL, RF_EBUSY, RF_EIO. */
+static inline int rf_store_email_sent_count(rf_store_t *s, const char *to, int64_t *count) {
+  return !s                          ? RF_EINVAL
+         : !s->ops->email_sent_count ? RF_ENOTSUP
+                                     : s->ops->email_sent_count(s, to, count);
 }
 
 #ifdef __cplusplus
