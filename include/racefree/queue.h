@@ -237,13 +237,16 @@ int rf_queue_add(rf_queue_t *q, const char *id, const void *payload, size_t len,
  * (lease_until < now: stalled-job recovery). The job becomes active,
  * leased to worker_id until now + lease_ms, attempts + 1; *out receives a
  * copy (caller frees it with rf_job_free). A stalled job on its last
- * attempt is not handed out: it becomes failed, and the claim looks on.
+ * attempt is never handed out: claims mark it failed ("lease expired on
+ * the last attempt"), at the latest when a claim finds nothing due (SQLite
+ * also every 256 claims of a handle; memory: at every claim).
  * Returns RF_ENOENT when no job is due (*out untouched). Other errors:
  * RF_EINVAL (NULL argument, invalid worker_id, lease_ms 0 or above
- * RF_QUEUE_LEASE_MAX_MS), RF_ENOMEM, RF_EBUSY, RF_EIO, RF_ESTATE.
- * All or nothing: on any error the queue is unchanged (the copy is
- * allocated before the claim commits). Thread-safe; blocks on the
- * backend's lock. */
+ * RF_QUEUE_LEASE_MAX_MS), RF_ENOMEM, RF_EBUSY, RF_EIO, RF_ESTATE. On an
+ * error no job is claimed (on RF_ENOMEM SQLite undoes the claim it
+ * committed: the job is due again with its attempt count; should the undo
+ * fail too, the lease expiry brings it back like a crashed worker's job).
+ * Thread-safe; blocks on the backend's lock. */
 int rf_queue_claim(rf_queue_t *q, const char *worker_id, uint64_t lease_ms, rf_job_t **out);
 
 /* rf_queue_complete: mark attempt `attempt` of job `id` done. Succeeds

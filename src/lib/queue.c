@@ -40,7 +40,8 @@ struct rf_queue {
   uint64_t seed;
   uint64_t (*clock_ms)(void *clock_arg);
   void *clock_arg;
-  pid_t pid; /* fork guard: the process that opened the queue */
+  pid_t pid;         /* the process that opened the queue (worker ids) */
+  unsigned fork_gen; /* rf__queue_fork_gen at open (fork guard) */
 
   /* Relaxed counter: only needs to hand out distinct values (jitter seeds). */
   atomic_uint_fast64_t seed_counter;
@@ -140,9 +141,35 @@ uint64_t rf_queue_now_ms(const rf_queue_t *q) {
   return rf__queue_wall_ms();
 }
 
+/* Fork guard. A queue's connections, locks and threads belong to the
+ * process that opened it; a child must open its own. getpid() is a system
+ * call (glibc no longer caches it), expensive enough here to be a third of
+ * an in-memory add+claim+complete, so instead a pthread_atfork child
+ * handler bumps a generation counter, and every call compares the
+ * generation with the one recorded at open: one relaxed load. Relaxed is
+ * enough: the handler runs in the child's only thread before fork()
+ * returns there, and threads the child creates later see it through
+ * pthread_create. If the handler could not be registered we fall back to
+ * getpid(). */
+static atomic_uint rf__queue_fork_gen;
+static bool rf__queue_atfork_ok;
+static pthread_once_t rf__queue_atfork_once = PTHREAD_ONCE_INIT;
+
+static void rf__queue_in_child(void) {
+  atomic_fetch_add_explicit(&rf__queue_fork_gen, 1, memory_order_relaxed);
+}
+
+static void rf__queue_atfork_init(void) {
+  rf__queue_atfork_ok = pthread_atfork(NULL, NULL, rf__queue_in_child) == 0;
+}
+
 static int rf__queue_guard(const rf_queue_t *q) {
   if (q == NULL) {
     return RF_EINVAL;
+  }
+  if (rf__queue_atfork_ok) {
+    unsigned gen = atomic_load_explicit(&rf__queue_fork_gen, memory_order_relaxed);
+    return gen == q->fork_gen ? 0 : RF_ESTATE;
   }
   return getpid() == q->pid ? 0 : RF_ESTATE;
 }
@@ -261,7 +288,9 @@ int rf_queue_open(rf_queue_t **out, const char *url, const rf_queue_opts_t *opts
   cv = true;
   q->ops = ops;
   q->cfg = cfg;
+  pthread_once(&rf__queue_atfork_once, rf__queue_atfork_init);
   q->pid = getpid();
+  q->fork_gen = atomic_load_explicit(&rf__queue_fork_gen, memory_order_relaxed);
   if (opts != NULL) {
     q->seed = opts->seed;
     q->clock_ms = opts->clock_ms;

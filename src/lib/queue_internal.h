@@ -14,16 +14,18 @@
  *  add       insert the record iff no record with this id exists, in one
  *            atomic step (RF_EEXIST otherwise; nothing changed). status
  *            waiting, attempts 0, run_at = job->run_at_ms.
- *  claim     in one atomic step: first turn every active job whose lease
- *            expired (lease_until < now) and whose attempts >= max_attempts
- *            into failed ("lease expired on the last attempt"); then pick
- *            the due job with the smallest due time, where a waiting job is
- *            due at run_at (<= now) and a stalled active job at lease_until
- *            (< now); set it active, attempts + 1, lease_until = now +
- *            lease, lease_owner = worker; return a copy allocated with
- *            rf__job_alloc. If that allocation fails, nothing is changed
- *            (RF_ENOMEM). RF_ENOENT when nothing is due. Two claims never
- *            return the same (id, attempt).
+ *  claim     in one atomic step: pick the due job with the smallest due
+ *            time, where a waiting job is due at run_at (<= now) and an
+ *            active job whose lease expired and that has attempts left at
+ *            lease_until (< now); set it active, attempts + 1, lease_until
+ *            = now + lease, lease_owner = worker; return a copy allocated
+ *            with rf__job_alloc. If that allocation fails, the claim must
+ *            not stand (undo it, or never commit it): RF_ENOMEM. RF_ENOENT
+ *            when nothing is due. Two claims never return the same (id,
+ *            attempt). Active jobs whose lease expired with attempts >=
+ *            max_attempts are never returned; the backend marks them failed
+ *            (last_error RF__QUEUE_STALLED_ERROR) no later than a claim that
+ *            returns RF_ENOENT.
  *  complete  iff status active and attempts == attempt: completed, lease
  *            cleared, payload and error dropped if remove_on_complete.
  *            RF_ENOENT if no record, RF_ESTALE otherwise.

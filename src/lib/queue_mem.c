@@ -373,10 +373,10 @@ static int rf__mem_claim(void *state, const char *worker_id, uint64_t now, uint6
     rc = RF_ENOENT;
     goto out;
   }
-  /* The window the naive check-then-claim leaves open. Here the mutex is
-   * held, so a second claimer parked out of it cannot take the same job
-   * (tests/race/race_queue.c). */
-  RF_HOOK("queue.claim.after_select");
+  /* The window the naive check-then-claim leaves open, between choosing
+   * the job and taking it. Here the mutex is held, so a second claimer
+   * cannot get in while a race test parks us (tests/race/race_queue.c). */
+  RF_HOOK("queue.claim.before_take");
   rf_job_t *job = rf__job_alloc(j->len);
   if (job == NULL) {
     rc = RF_ENOMEM;

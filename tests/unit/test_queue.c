@@ -945,6 +945,22 @@ static void test_alloc_failures(void **state) {
   assert_status(fx->q, "after-torture", RF_JOB_WAITING, 0);
 }
 
+static void test_claim_enomem_leaves_job_due(void **state) {
+  fx_t *fx = *state;
+  rf_queue_t *q = fx->q;
+  assert_int_equal(rf_queue_add(q, "j", "payload", 7, NULL), 0);
+  rf_job_t *job = NULL;
+  rf_test_fail_alloc_after(0); /* the copy handed to the claimer */
+  assert_int_equal(rf_queue_claim(q, "w", 1000, &job), RF_ENOMEM);
+  rf_test_fail_alloc_after(-1);
+  assert_null(job);
+  assert_status(q, "j", RF_JOB_WAITING, 0); /* not claimed, attempt not spent */
+  job = claim_ok(q, "w", 1000);
+  assert_int_equal(job->attempt, 1);
+  assert_memory_equal(job->payload, "payload", 7);
+  rf_job_free(job);
+}
+
 /* ------------------------------------------------------------ SQLite only */
 
 static void test_durable_across_reopen(void **state) {
@@ -1012,20 +1028,19 @@ static void test_sqlite_statement_failures(void **state) {
   assert_int_equal(rf_queue_add(q, "j", "x", 1, NULL), RF_EIO);
   assert_int_equal(rf_queue_get(q, "j", &(rf_job_info_t){0}), RF_ENOENT);
   assert_int_equal(rf_queue_add(q, "j", "x", 1, NULL), 0);
-  /* every statement of the claim transaction: rolled back, job untouched */
-  const char *claim_steps[] = {"queue.sqlite.begin", "queue.sqlite.sweep", "queue.sqlite.pick",
-                               "queue.sqlite.take", "queue.sqlite.commit"};
-  for (size_t i = 0; i < sizeof(claim_steps) / sizeof(claim_steps[0]); i++) {
-    rf_job_t *job = NULL;
-    assert_int_equal(rf_hook_fail(claim_steps[i], 1), 0);
-    assert_int_equal(rf_queue_claim(q, "w", 1000, &job), RF_EIO);
-    assert_null(job);
-    assert_status(q, "j", RF_JOB_WAITING, 0);
-  }
-  rf_job_t *job = claim_ok(q, "w", 1000);
-  /* fail's transaction */
-  const char *fail_steps[] = {"queue.sqlite.begin", "queue.sqlite.fail_read",
-                              "queue.sqlite.fail_set", "queue.sqlite.commit"};
+  /* the claim statement, and the sweep a claim runs when nothing is due */
+  rf_job_t *job = NULL;
+  assert_int_equal(rf_hook_fail("queue.sqlite.take", 1), 0);
+  assert_int_equal(rf_queue_claim(q, "w", 1000, &job), RF_EIO);
+  assert_null(job);
+  assert_status(q, "j", RF_JOB_WAITING, 0);
+  job = claim_ok(q, "w", 1000);
+  assert_int_equal(rf_hook_fail("queue.sqlite.sweep", 1), 0);
+  rf_job_t *none = NULL;
+  assert_int_equal(rf_queue_claim(q, "w", 1000, &none), RF_EIO);
+  assert_null(none);
+  /* fail: the read and the fenced update */
+  const char *fail_steps[] = {"queue.sqlite.fail_read", "queue.sqlite.fail_set"};
   for (size_t i = 0; i < sizeof(fail_steps) / sizeof(fail_steps[0]); i++) {
     assert_int_equal(rf_hook_fail(fail_steps[i], 1), 0);
     assert_int_equal(rf_queue_fail(q, "j", job->attempt, "e"), RF_EIO);
@@ -1088,7 +1103,8 @@ static void test_fork_guard(void **state) {
       QUEUE_TEST(test_open_urls, be), QUEUE_TEST(test_worker_processes_everything, be),            \
       QUEUE_TEST(test_worker_failing_handler_ends_failed, be),                                     \
       QUEUE_TEST(test_worker_woken_by_add, be), QUEUE_TEST(test_worker_stop_is_graceful, be),      \
-      QUEUE_TEST(test_alloc_failures, be), QUEUE_TEST(test_fork_guard, be)
+      QUEUE_TEST(test_alloc_failures, be), QUEUE_TEST(test_fork_guard, be),                        \
+      QUEUE_TEST(test_claim_enomem_leaves_job_due, be)
 
 int main(void) {
   const struct CMUnitTest mem_tests[] = {QUEUE_SHARED_SUITE(&backends[0])};
