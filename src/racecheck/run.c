@@ -337,7 +337,7 @@ static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char 
   json_object_foreach(r->globals, k, v) {
     if (json_is_array(v) && json_array_size(v) > 0 && !json_object_get(r->o->vars, k)) {
       size_t i = (size_t)rc_rng_range(&w->rng, 0, (int64_t)json_array_size(v) - 1);
-      json_object_set(vu->vars, k, json_array_get(v, i));
+      json_object_set_new(vu->vars, k, json_deep_copy(json_array_get(v, i)));
     }
   }
   for (size_t p = 0; p < r->f->npayloads; p++) {
@@ -717,7 +717,7 @@ static void rc__vu_advance(rc_vu_t *vu, uint64_t intended) {
       if (s->over) {
         json_t *list = NULL;
         if (json_is_array(s->over)) {
-          list = json_incref(s->over);
+          list = json_deep_copy(s->over); /* shared with other threads: copy */
         } else {
           /* a variable name, or a "{{ name }}" template */
           const char *name = json_string_value(s->over);

@@ -182,7 +182,10 @@ json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_
     free(rest);
     v = sub;
   }
-  return json_incref(v);
+  /* a copy, never a new reference: the variable may be shared with other
+   * threads, and jansson's json_incref reads the count without an atomic
+   * load (harmless on x86, but a data race by the letter of C11) */
+  return json_deep_copy(v);
 }
 
 int rc_tmpl_has(const char *s) {
@@ -324,7 +327,7 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
   if (json_is_string(v)) {
     const char *s = json_string_value(v);
     if (!rc_tmpl_has(s)) {
-      return json_incref((json_t *)v);
+      return json_copy((json_t *)v); /* the template is shared: no incref */
     }
     const char *x;
     size_t n;
@@ -368,5 +371,5 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     }
     return a;
   }
-  return json_incref((json_t *)v);
+  return json_copy((json_t *)v);
 }
