@@ -59,7 +59,9 @@ static void test_open_errors(void **state) {
   assert_non_null(strstr(err, "mysql://x"));
   assert_int_equal(rf_store_open("sqlite:", &s), RF_EINVAL);
   assert_int_equal(rf_store_open("sqlite::memory:", &s), RF_EINVAL);
-  assert_int_equal(rf_store_open("postgres://localhost/x", &s), RF_ENOTSUP);
+  /* PostgreSQL: not built (RF_ENOTSUP) or, here, nothing listening */
+  int pg = rf_store_open("postgres://127.0.0.1:1/x?connect_timeout=2", &s);
+  assert_true(pg == RF_ENOTSUP || pg == RF_EUNAVAIL);
   assert_int_equal(rf_store_open_err("sqlite:/nonexistent-dir/sub/db", &s, err, sizeof err),
                    RF_EUNAVAIL);
   assert_non_null(strstr(err, "/nonexistent-dir/sub/db"));
