@@ -184,7 +184,7 @@ typedef struct {
   rf_job_status_t status;
   unsigned attempts; /* claims so far (the last attempt number handed out) */
   unsigned max_attempts;
-  uint64_t run_at_ms;      /* waiting: due time; otherwise last due time */
+  uint64_t run_at_ms;      /* next due: run time (waiting), lease end (active) */
   uint64_t lease_until_ms; /* active: lease end; otherwise 0 */
   uint64_t created_ms;
   uint64_t updated_ms;
@@ -235,7 +235,8 @@ int rf_queue_add(rf_queue_t *q, const char *id, const void *payload, size_t len,
 
 /* rf_queue_claim: atomically take one due job: the oldest-due of the
  * waiting jobs with run_at <= now and the active jobs whose lease expired
- * (lease_until < now: stalled-job recovery). The job becomes active,
+ * (lease_until < now: stalled-job recovery); jobs due in the same
+ * millisecond come in creation order (memory) or id order (SQLite). The job becomes active,
  * leased to worker_id until now + lease_ms, attempts + 1; *out receives a
  * copy (caller frees it with rf_job_free). A stalled job on its last
  * attempt is never handed out: claims mark it failed ("lease expired on

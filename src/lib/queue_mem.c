@@ -390,6 +390,7 @@ static int rf__mem_claim(void *state, const char *worker_id, uint64_t now, uint6
   }
   j->attempts++;
   j->lease_until_ms = now + lease_ms;
+  j->run_at_ms = j->lease_until_ms; /* next due: when the lease ends */
   j->updated_ms = now;
   memcpy(j->owner, worker_id, strlen(worker_id) + 1);
   rf__mheap_push(&m->active, j);
@@ -496,6 +497,7 @@ static int rf__mem_extend(void *state, const char *id, unsigned attempt, uint64_
   if (rc == 0) {
     rf__mheap_remove(&m->active, j);
     j->lease_until_ms = lease_until;
+    j->run_at_ms = lease_until;
     j->updated_ms = now;
     rf__mheap_push(&m->active, j);
   }
