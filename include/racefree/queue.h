@@ -12,7 +12,7 @@
  *  - Double processing. "if job.status == waiting: job.status = active; run"
  *    lets two workers see "waiting" and both run the job. Here a claim finds
  *    a due job and marks it active in one atomic step (one locked step in
- *    memory, one UPDATE ... WHERE rowid = (SELECT the next due job)
+ *    memory, one UPDATE ... WHERE id = (SELECT the next due job)
  *    statement under the file's write lock in SQLite), so two workers can
  *    never hold the same attempt of a job.
  *  - Zombie workers. A worker that stalls past its lease (a GC pause, a stuck

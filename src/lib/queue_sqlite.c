@@ -9,16 +9,16 @@
  *           last_error, created_ms, updated_ms)
  *
  * The table is named rf_jobs, not jobs, because the file may be the
- * application's own database. Two partial indexes cover only the live jobs
- * (waiting by run_at_ms, active by lease_until_ms), so finding the next due
- * job costs O(log live) however many completed records (tombstones) the
- * table holds, and completed records cost no index maintenance.
+ * application's own database. One partial index covers only the live jobs,
+ * by (status, next due time), so finding the next due job costs O(log
+ * live) however many completed records (tombstones) the table holds, and
+ * completed records cost no index maintenance.
  *
  * Atomicity: every write is ONE statement in autocommit mode, that is one
  * transaction of its own, and the statement carries its own check:
  *  - add is one INSERT: the PRIMARY KEY makes "id free?" and "insert" one
  *    step; a duplicate is SQLITE_CONSTRAINT_PRIMARYKEY -> RF_EEXIST.
- *  - claim is one UPDATE ... WHERE rowid = (SELECT the next due job)
+ *  - claim is one UPDATE ... WHERE id = (SELECT the next due job)
  *    RETURNING the job: the choice and the take happen under the file's
  *    write lock, so no other connection (thread or process) can take the
  *    same job between them, and there is no window in our code either.
