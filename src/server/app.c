@@ -79,6 +79,21 @@ void srv_shared_destroy(srv_shared_t *s) {
   memset(s, 0, sizeof *s);
 }
 
+int srv_redis_open(const char *url, rf_lock_t **out, char *err, size_t errlen) {
+  /* Short timeouts: /ready pings from an HTTP thread, and a Redis that is
+   * down must cost little (after a failed connect, calls fail fast for the
+   * reconnect interval). */
+  rf_lock_redis_opts_t ro = {.url = url,
+                             .prefix = "racefree",
+                             .connect_timeout_ms = 200,
+                             .command_timeout_ms = 200,
+                             .reconnect_interval_ms = 500};
+  int rc = rf_lock_create_redis(out, &ro, NULL);
+  if (rc != 0)
+    snprintf(err, errlen, "--redis %s: %s", url, rf_strerror(rc));
+  return rc;
+}
+
 int srv_app_open(srv_app_t *app, const srv_options_t *opts, srv_shared_t *shared, char *err,
                  size_t errlen) {
   memset(app, 0, sizeof *app);
@@ -102,6 +117,8 @@ int srv_app_open(srv_app_t *app, const srv_options_t *opts, srv_shared_t *shared
     snprintf(err, errlen, "cannot start the worker pool: %s", rf_strerror(rc));
     goto fail;
   }
+  if (opts->redis[0] != '\0' && (rc = srv_redis_open(opts->redis, &app->redis, err, errlen)) != 0)
+    goto fail;
   rc = srv_routes_init(app, err, errlen);
   if (rc != 0)
     goto fail;
@@ -125,6 +142,8 @@ void srv_app_close(srv_app_t *app) {
     rf_pool_destroy(app->pool);
     app->pool = NULL;
   }
+  rf_lock_destroy(app->redis);
+  app->redis = NULL;
   rf_store_close(app->store);
   app->store = NULL;
   pthread_mutex_destroy(&app->susp_mu);

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "racefree/lock.h"
 #include "racefree/metrics.h"
 #include "racefree/pool.h"
 #include "racefree/timer.h"
@@ -57,6 +58,7 @@ typedef struct srv_app {
   rf_store_t *store;
   rf_timer_t *timer;
   rf_pool_t *pool;
+  rf_lock_t *redis; /* --redis: the distributed lock service (NULL: off) */
   struct MHD_Daemon *daemon;
   atomic_bool shutting_down; /* answers carry Connection: close */
   atomic_long inflight;      /* requests of this process not yet finished */
@@ -73,6 +75,10 @@ typedef struct srv_app {
  * code; nothing is left open. */
 int srv_app_open(srv_app_t *app, const srv_options_t *opts, srv_shared_t *shared, char *err,
                  size_t errlen);
+/* srv_redis_open: the Redis lock service for --redis URL (connects
+ * lazily). RF_EINVAL with a message for a malformed URL. */
+int srv_redis_open(const char *url, rf_lock_t **out, char *err, size_t errlen);
+
 /* srv_app_close: the reverse, after the HTTP daemon has stopped. */
 void srv_app_close(srv_app_t *app);
 

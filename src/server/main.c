@@ -332,8 +332,17 @@ int main(int argc, char **argv) {
   srv_shared_t shared;
   bool have_shared = false;
   char display[300];
-  if (opts.redis[0] != '\0')
-    srv_log(SRV_LOG_WARN, "--redis is accepted but not used by this build's routes yet");
+  if (opts.redis[0] != '\0') { /* a malformed URL is fatal; an unreachable Redis is "not ready" */
+    rf_lock_t *redis = NULL;
+    if (srv_redis_open(opts.redis, &redis, err, sizeof err) != 0) {
+      fail_msg(err);
+      goto done;
+    }
+    if (rf_lock_ping(redis) != 0)
+      srv_log(SRV_LOG_WARN, "redis %s is not reachable (yet): GET /ready answers 503 until it is",
+              opts.redis);
+    rf_lock_destroy(redis);
+  }
   if (ensure_db_dir(opts.db, err, sizeof err) != 0) {
     fail_msg(err);
     goto done;

@@ -2,7 +2,9 @@
  *
  * GET /health   200 {"status":"ok"} while the process serves requests.
  * GET /ready    200 {"status":"ready","store":kind,"redis":"ok"|"off"}, or
- *               503 not_ready when the database does not answer a ping.
+ *               503 not_ready when the database or the configured Redis does
+ *               not answer a ping (Redis: 200 ms timeouts, then fail-fast for
+ *               500 ms, so a dead Redis costs an HTTP thread little).
  * GET /metrics  the shared registry in Prometheus text format: totals over
  *               every worker process (the registry lives in MAP_SHARED
  *               memory created before fork, see app.h).
@@ -26,10 +28,14 @@ void h_ready(srv_rq_t *rq) {
                        rf_strerror(rc));
     return;
   }
+  if (app->redis != NULL && (rc = rf_lock_ping(app->redis)) != 0) {
+    srv_rq_header(rq, "Retry-After", "1");
+    srv_rq_reply_error(rq, 503, "not_ready", "redis: %s", rf_strerror(rc));
+    return;
+  }
   srv_rq_reply_json(rq, 200,
                     json_pack("{s:s,s:s,s:s}", "status", "ready", "store",
-                              rf_store_kind(app->store), "redis",
-                              app->opts->redis[0] ? "configured" : "off"));
+                              rf_store_kind(app->store), "redis", app->redis ? "ok" : "off"));
 }
 
 void h_metrics(srv_rq_t *rq) {
