@@ -143,7 +143,8 @@ struct rc_run {
   atomic_uint_fast64_t payload_seq;
   pthread_mutex_t mu; /* guards the fields below */
   pthread_cond_t cv;
-  uint64_t active; /* VUs alive */
+  uint64_t active;      /* VUs alive */
+  uint64_t arr_pending; /* workers still starting arrivals of a phase */
   uint64_t burst_ready, burst_done, want;
   int single_done;
   json_t *single_vars, *single_json;
@@ -1090,17 +1091,34 @@ static const rc_scn_t *rc__pick(rc_worker_t *w, int forced) {
   return &f->scenarios[f->nscenarios - 1];
 }
 
-static void rc__spawn_arrivals(rc_worker_t *w, uint64_t now) {
+/* The worker's arrivals of the current phase are all started: tell the
+ * coordinator, which waits for that before it calls the run drained. */
+static void rc__arrivals_done(rc_worker_t *w) {
+  rc_run_t *r = w->run;
+  w->arr_active = 0;
+  pthread_mutex_lock(&r->mu);
+  r->arr_pending--;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* Start every arrival due by `now`; with `force`, every remaining one (the
+ * phase is over: a worker that fell behind still starts them all, late,
+ * and the lag says so). */
+static void rc__spawn_arrivals(rc_worker_t *w, uint64_t now, int force) {
   rc_run_t *r = w->run;
   while (w->arr_active) {
     if (w->arr_next >= w->arr_total) {
-      w->arr_active = 0;
+      rc__arrivals_done(w);
       break;
     }
     uint64_t at =
         w->arr_t0 + (uint64_t)(rc__arrival_time(w->arr_phase, w->arr_next, w->arr_total) * 1e9);
-    if (at > now) {
+    if (at > now && !force) {
       break;
+    }
+    if (at > now) {
+      at = now;
     }
     w->arr_next += (uint64_t)r->nworkers;
     uint64_t lag = (now - at) / 1000u;
@@ -1189,6 +1207,10 @@ static void rc__on_wake(rc_loop_t *l, void *ud) {
   pthread_mutex_unlock(&w->mu);
   for (int i = 0; i < n; i++) {
     const rc_cmd_t *c = &cmds[i];
+    if (c->kind != CMD_BURST_FIRE && w->arr_active) {
+      /* a new phase: the previous one's arrivals are all due by now */
+      rc__spawn_arrivals(w, rc_now_ns(), 1);
+    }
     switch (c->kind) {
     case CMD_ARRIVALS:
       w->arr_active = 1;
@@ -1199,14 +1221,12 @@ static void rc__on_wake(rc_loop_t *l, void *ud) {
       w->arr_next = (uint64_t)w->idx;
       break;
     case CMD_BURST_PREPARE:
-      w->arr_active = 0;
       rc__burst_prepare(w, c);
       break;
     case CMD_BURST_FIRE:
       rc__burst_fire(w);
       break;
     case CMD_SINGLE: {
-      w->arr_active = 0;
       const char *name = w->run->phase_names[c->phase];
       rc_vu_t *vu = rc__vu_new(w, RC_VU_SINGLE, c->phase, name, c->steps, c->nsteps);
       rc__vu_advance(vu, rc_now_ns());
@@ -1235,7 +1255,7 @@ static void *rc__worker_main(void *arg) {
   w->next_publish = rc_now_ns() + RC_PUBLISH_NS;
   while (!w->stop) {
     uint64_t now = rc_now_ns();
-    rc__spawn_arrivals(w, now);
+    rc__spawn_arrivals(w, now, 0);
     uint64_t until = w->next_publish;
     uint64_t na = rc__next_arrival(w);
     if (na < until) {
@@ -1300,7 +1320,7 @@ static void rc__sleep_until(rc_coord_t *c, uint64_t until, uint64_t *next_tick) 
 }
 
 static int rc__pred_drained(rc_run_t *r) {
-  return r->active == 0;
+  return r->active == 0 && r->arr_pending == 0;
 }
 static int rc__pred_ready(rc_run_t *r) {
   return r->burst_ready >= r->want;
@@ -1836,6 +1856,9 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       uint64_t start = rc_now_ns();
       pi->start_s = rc__secs(r, start);
       if (p->kind == RC_PHASE_ARRIVAL) {
+        pthread_mutex_lock(&r->mu);
+        r->arr_pending += (uint64_t)r->nworkers;
+        pthread_mutex_unlock(&r->mu);
         for (int k = 0; k < r->nworkers; k++) {
           rc_cmd_t cmd = {.kind = CMD_ARRIVALS, .phase = (uint32_t)i, .t0 = start};
           rc__post(&r->ws[k], &cmd);
