@@ -8,6 +8,7 @@
 #define RF_STORE_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
@@ -19,5 +20,33 @@ int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t 
  * to version i + 1. Append only: never edit a migration that has shipped. */
 extern const char *const rf__sqlite_migrations[];
 extern const size_t rf__sqlite_migrations_count;
+
+/* Open the PostgreSQL database named by url ("postgres://..." or
+ * "postgresql://...", see postgres.c for the pool= and timeout_ms=
+ * parameters) and bring its schema up to date. On failure a one-line
+ * message is written to err (when err != NULL). */
+int rf__store_pg_open(const char *url, rf_store_t **out, char *err, size_t errlen);
+
+/* The PostgreSQL schema, as rf__sqlite_migrations (append only). They
+ * are applied under this transaction-scoped advisory lock ("rfstore" in
+ * ASCII), so that processes opening one database at once take turns. */
+#define RF__PG_MIGRATION_LOCK "32200793405747813"
+extern const char *const rf__pg_migrations[];
+extern const size_t rf__pg_migrations_count;
+
+/* The PostgreSQL error mapping: SQLSTATE (5 characters, may be NULL) to
+ * an RF_E... code, or RF__PG_RETRY for the failures a statement is retried
+ * on (40001 serialization failure, 40P01 deadlock). Pure; for tests too. */
+#define RF__PG_RETRY 1
+int rf__pg_map_sqlstate(const char *sqlstate);
+
+/* Counters of a PostgreSQL store since it was opened (tests, diagnostics):
+ * statements retried after 40001/40P01, connections opened, connections
+ * closed because they failed, timed out or were found dead. */
+typedef struct {
+  uint64_t retries, connects, dropped;
+  int pool_size, timeout_ms;
+} rf__pg_stats_t;
+void rf__store_pg_stats(rf_store_t *s, rf__pg_stats_t *out);
 
 #endif /* RF_STORE_BACKEND_H */

@@ -29,11 +29,10 @@ int rf_store_open_err(const char *url, rf_store_t **out, char *err, size_t errle
     }
     return rf__store_sqlite_open(path, out, err, errlen);
   }
-  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-    set_err(err, errlen, "store: PostgreSQL is not supported by this build yet", url);
-    return RF_ENOTSUP;
-  }
-  set_err(err, errlen, "store: unknown database URL scheme (expected sqlite:PATH)", url);
+  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+    return rf__store_pg_open(url, out, err, errlen);
+  set_err(err, errlen, "store: unknown database URL scheme (expected sqlite:PATH or postgres://...)",
+          url);
   return RF_EINVAL;
 }
 

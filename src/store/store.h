@@ -1,7 +1,7 @@
 /* store.h - the repository interface of racefreed.
  *
  * Routes know nothing of SQL: they call the operations below, and each
- * database (SQLite now, PostgreSQL later) implements them behind one struct
+ * database (SQLite, PostgreSQL) implements them behind one struct
  * of function pointers chosen at run time by the URL scheme. Atomicity lives
  * in the database statement, not in the caller: a unique index for users, a
  * conditional UPDATE for stock, a version check for wallets. Each operation
@@ -20,9 +20,12 @@
  *                 (the route answers 409 out_of_stock)
  *   RF_ERANGE     an output buffer is too small
  *   RF_EBUSY      the database stayed locked for longer than the busy
- *                 timeout (SQLite: SQLITE_BUSY after busy_timeout); the
- *                 operation had no effect and may be retried
- *   RF_EUNAVAIL   the database cannot be opened or reached
+ *                 timeout (SQLite: SQLITE_BUSY after busy_timeout;
+ *                 PostgreSQL: statement_timeout, or serialization retries
+ *                 spent); the operation had no effect and may be retried
+ *   RF_EUNAVAIL   the database cannot be opened or reached (PostgreSQL: a
+ *                 write whose connection died after sending may or may not
+ *                 have been applied, whole: docs/postgres.md)
  *   RF_ENOMEM     out of memory
  *   RF_EIO        any other database error (corruption, disk full, ...)
  *
@@ -121,14 +124,17 @@ struct rf_store {
 
 /* rf_store_open: open the database named by url and bring its schema up to
  * date. Accepted: "sqlite:PATH" (the file is created if missing; its
- * directory must exist). Schema changes are versioned migrations recorded in
- * a schema_version table, applied in order inside one write transaction, so
- * opening an up-to-date database (even from several processes at once)
- * changes nothing. SQLite settings: WAL journal, synchronous=NORMAL,
- * foreign_keys=ON, temp_store=MEMORY, busy_timeout 5000 ms.
- * Errors: RF_EINVAL (NULL, unknown scheme), RF_ENOTSUP (a scheme this build
- * lacks, e.g. postgres:// for now), RF_EUNAVAIL (cannot open or migrate),
- * RF_EBUSY, RF_ENOMEM. On success *out owns the store (rf_store_close).
+ * directory must exist) and "postgres://..." / "postgresql://..." (a libpq
+ * URL plus the store's pool= and timeout_ms= parameters: docs/postgres.md).
+ * Schema changes are versioned migrations recorded in a schema_version
+ * table, applied in order inside one write transaction (PostgreSQL: under
+ * an advisory lock), so opening an up-to-date database (even from several
+ * processes at once) changes nothing. SQLite settings: WAL journal,
+ * synchronous=NORMAL, foreign_keys=ON, temp_store=MEMORY, busy_timeout
+ * 5000 ms. Errors: RF_EINVAL (NULL, unknown scheme, malformed URL),
+ * RF_ENOTSUP (a scheme this build lacks), RF_EUNAVAIL (cannot open, reach
+ * or migrate), RF_EBUSY, RF_ENOMEM. On success *out owns the store
+ * (rf_store_close).
  * Blocking: opens and migrates synchronously. */
 int rf_store_open(const char *url, rf_store_t **out);
 
