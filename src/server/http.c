@@ -53,11 +53,11 @@
 
 #include "log.h"
 
-#define BODY_LIMIT        (1024u * 1024u)    /* API.md: request bodies over 1 MiB get 413 */
-#define BODY_DISCARD_MAX  (16u * BODY_LIMIT) /* beyond this, an oversized upload is cut off */
+#define BODY_LIMIT        ((size_t)1024 * 1024) /* API.md: request bodies over 1 MiB get 413 */
+#define BODY_DISCARD_MAX  (16 * BODY_LIMIT)     /* beyond this, an oversized upload is cut off */
 #define RQ_MAX_HEADERS    8
 #define RQ_MAX_QUERIES    8
-#define CONN_MEMORY_LIMIT (128u * 1024u)
+#define CONN_MEMORY_LIMIT ((size_t)128 * 1024)
 
 enum rq_state { RQ_RECEIVING, RQ_RUNNING, RQ_WAKE, RQ_DONE };
 
@@ -479,13 +479,14 @@ static bool content_length_too_large(struct MHD_Connection *conn) {
 }
 
 static void reply_too_large(srv_rq_t *rq) {
-  srv_rq_reply_error(rq, 413, "payload_too_large", "the request body is larger than %u bytes",
+  srv_rq_reply_error(rq, 413, "payload_too_large", "the request body is larger than %zu bytes",
                      BODY_LIMIT);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
+  (void)version;
   srv_http_t *h = cls;
   srv_rq_t *rq = *con_cls;
   if (rq == NULL) {
@@ -533,6 +534,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
+  (void)conn;
   srv_http_t *h = cls;
   srv_rq_t *rq = *con_cls;
   if (rq == NULL)
@@ -556,10 +558,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 static size_t unescape_cb(void *cls, struct MHD_Connection *conn, char *s) {
+  (void)cls;
+  (void)conn;
   return srv_unescape_keep(s);
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
   char msg[512];
   vsnprintf(msg, sizeof msg, fmt, ap);
   size_t n = strlen(msg);

@@ -16,6 +16,7 @@
 
 static int describe(int fd, char *display, size_t cap) {
   struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
   socklen_t len = sizeof ss;
   char host[NI_MAXHOST], serv[NI_MAXSERV];
   if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||

@@ -16,7 +16,7 @@
 #define RACEFREED_DEFAULT_APP_CONFIG "config/app.json"
 #endif
 
-#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_FILE_MAX ((size_t)1024 * 1024)
 
 typedef enum { OPT_STR, OPT_UINT, OPT_BOOL, OPT_ENUM } opt_type_t;
 
@@ -456,7 +456,7 @@ static int load_env(srv_options_t *o, char *const envp[], char *err, size_t errl
  * other flags are applied, since flags win over the file). */
 static int scan_meta(int argc, char *const argv[], const char **config, srv_opts_action_t *action,
                      char *err, size_t errlen) {
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc && argv[i] != NULL; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
       *action = SRV_OPTS_HELP;
@@ -476,7 +476,7 @@ static int scan_meta(int argc, char *const argv[], const char **config, srv_opts
 }
 
 static int load_flags(srv_options_t *o, int argc, char *const argv[], char *err, size_t errlen) {
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc && argv[i] != NULL; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "--version") == 0 ||
         strcmp(a, "-V") == 0 || strncmp(a, "--config=", 9) == 0)

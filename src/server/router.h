@@ -27,9 +27,9 @@ enum {
 };
 
 typedef struct srv_route {
-  unsigned method;       /* one SRV_M_* bit */
   const char *pattern;   /* "/users/{id}" */
   void (*handler)(void); /* opaque to the router (cast back by the HTTP glue) */
+  unsigned method;       /* one SRV_M_* bit */
   unsigned flags;        /* opaque to the router (the HTTP glue's per-route flags) */
 } srv_route_t;
 

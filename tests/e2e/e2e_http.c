@@ -221,6 +221,26 @@ int e2e_conn_send(e2e_conn_t *c, const void *data, size_t n) {
   return c->fd < 0 ? -ENOTCONN : send_all(c->fd, data, n);
 }
 
+/* Send a request in pieces, stopping early when the server has answered
+ * already (e.g. 413 from the Content-Length alone, before the body): a
+ * server that rejects a body closes the connection, and writing on into a
+ * closed connection draws a reset that can destroy the answer before it is
+ * read. 0: all sent; 1: stopped because an answer is waiting; < 0: error. */
+static int send_watching(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    if (poll(&pf, 1, 0) == 1)
+      return 1;
+    size_t piece = n < 65536 ? n : 65536;
+    int rc = send_all(fd, p, piece);
+    if (rc != 0)
+      return rc;
+    p += piece;
+    n -= piece;
+  }
+  return 0;
+}
+
 /* Keep what follows a complete response for the next read. */
 static void keep_pending(e2e_conn_t *c, const char *buf, size_t n) {
   char *p = n ? malloc(n) : NULL;
@@ -334,16 +354,13 @@ int e2e_conn_call(e2e_conn_t *c, const char *method, const char *path, const cha
   char *req = e2e_format(method, path, body, extra_headers, &len);
   if (!req)
     return -ENOMEM;
-  int rc = e2e_conn_send(c, req, len);
+  int rc = send_watching(c->fd, req, len);
   free(req);
-  if (rc != 0) {
-    memset(r, 0, sizeof *r);
-    r->err = rc;
-    r->body = calloc(1, 1);
+  if (rc != 0) /* stopped early or failed: an answer may be waiting anyway */
     c->reusable = 0;
-    return rc;
-  }
-  return e2e_conn_read(c, r, timeout_ms);
+  rc = e2e_conn_read(c, r, timeout_ms);
+  c->reusable = c->reusable && r->status != 0;
+  return rc;
 }
 
 int e2e_call(int port, const char *method, const char *path, const char *body, e2e_resp_t *r) {

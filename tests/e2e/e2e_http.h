@@ -49,7 +49,10 @@ int e2e_conn_send(e2e_conn_t *c, const void *data, size_t n);
  * r->err says why; the return value is r->err. */
 int e2e_conn_read(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms);
 /* Send one request (reconnecting first if the previous response closed the
- * connection) and read its response. body may be NULL; extra_headers is
+ * connection) and read its response. The request goes out in 64 KiB pieces
+ * and sending stops early when an answer arrives first (a 413 decided from
+ * Content-Length): writing on into a connection the server closed draws a
+ * reset that can destroy the answer. body may be NULL; extra_headers is
  * NULL or raw lines each ending in "\r\n". */
 int e2e_conn_call(e2e_conn_t *c, const char *method, const char *path, const char *body,
                   const char *extra_headers, e2e_resp_t *r, int timeout_ms);

@@ -54,11 +54,11 @@ static void check_range(int64_t v, int64_t lo, int64_t hi) {
 }
 
 static const srv_route_t routes[] = {
-    {SRV_M_GET, "/cache/{key}", NULL, 0},
-    {SRV_M_PUT, "/inventory/items/{itemId}", NULL, 0},
-    {SRV_M_GET, "/inventory/items/{itemId}", NULL, 0},
-    {SRV_M_POST, "/wallets/{userId}/withdraw", NULL, 0},
-    {SRV_M_GET, "/a/{x}/b/{y}/c/{z}/d/{w}", NULL, 0},
+    {"/cache/{key}", NULL, SRV_M_GET, 0},
+    {"/inventory/items/{itemId}", NULL, SRV_M_PUT, 0},
+    {"/inventory/items/{itemId}", NULL, SRV_M_GET, 0},
+    {"/wallets/{userId}/withdraw", NULL, SRV_M_POST, 0},
+    {"/a/{x}/b/{y}/c/{z}/d/{w}", NULL, SRV_M_GET, 0},
 };
 
 static void fuzz_path(const char *s) {

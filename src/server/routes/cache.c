@@ -199,7 +199,7 @@ static nentry_t **naive_slot(const char *key) {
 
 static nentry_t *naive_entry(const char *key, bool create) { /* naive_mu held */
   nentry_t **p = naive_slot(key);
-  if (*p == NULL && create && naive_count < NAIVE_BUCKETS * 64) {
+  if (*p == NULL && create && naive_count < (size_t)NAIVE_BUCKETS * 64) {
     size_t n = strlen(key) + 1;
     nentry_t *e = calloc(1, sizeof *e + n);
     if (e != NULL) {
@@ -344,6 +344,7 @@ int cache_init(srv_app_t *app, char *err, size_t errlen) {
 }
 
 void cache_fini(srv_app_t *app) {
+  (void)app;
   rf_cache_destroy(g_cache);
   g_cache = NULL;
   naive_clear();

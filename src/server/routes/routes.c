@@ -1,8 +1,8 @@
 /* routes.c - the route table and the module hooks (see routes.h). */
 #include "routes.h"
 
-#define R(method, pattern, fn, flags)                                                              \
-  { method, pattern, (void (*)(void))(fn), flags }
+#define R(m, p, fn, f)                                                                             \
+  { .pattern = (p), .handler = (void (*)(void))(fn), .method = (m), .flags = (f) }
 
 const srv_route_t srv_routes[] = {
     R(SRV_M_GET, "/health", h_health, 0),

@@ -171,13 +171,13 @@ static void test_messages_are_ascii(void **state) {
 static void h(void) {}
 
 static const srv_route_t routes[] = {
-    {SRV_M_GET, "/", h, 0},
-    {SRV_M_GET, "/api", h, 0},
-    {SRV_M_GET, "/api/count", h, 0},
-    {SRV_M_PUT, "/items/{id}", h, 0},
-    {SRV_M_GET, "/items/{id}", h, 0},
-    {SRV_M_POST, "/wallets/{user}/withdraw", h, 0},
-    {SRV_M_GET, "/a/{x}/b/{y}", h, 0},
+    {"/", h, SRV_M_GET, 0},
+    {"/api", h, SRV_M_GET, 0},
+    {"/api/count", h, SRV_M_GET, 0},
+    {"/items/{id}", h, SRV_M_PUT, 0},
+    {"/items/{id}", h, SRV_M_GET, 0},
+    {"/wallets/{user}/withdraw", h, SRV_M_POST, 0},
+    {"/a/{x}/b/{y}", h, SRV_M_GET, 0},
 };
 #define NR (sizeof routes / sizeof routes[0])
 
