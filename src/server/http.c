@@ -55,6 +55,7 @@
 
 #define BODY_LIMIT        ((size_t)1024 * 1024) /* API.md: request bodies over 1 MiB get 413 */
 #define BODY_DISCARD_MAX  (16 * BODY_LIMIT)     /* beyond this, an oversized upload is cut off */
+#define LARGE_BODY_LIMIT  (16u * BODY_LIMIT) /* SRV_ROUTE_LARGE_BODY routes (images: 16 MiB) */
 #define RQ_MAX_HEADERS    8
 #define RQ_MAX_QUERIES    8
 #define CONN_MEMORY_LIMIT ((size_t)128 * 1024)
@@ -444,18 +445,25 @@ static void rq_free(srv_rq_t *rq) {
   free(rq);
 }
 
+/* The body limit of rq's route (API.md: 1 MiB, images 16 MiB). */
+static size_t body_limit(const srv_rq_t *rq) {
+  return rq->route != NULL && (rq->route->flags & SRV_ROUTE_LARGE_BODY) ? LARGE_BODY_LIMIT
+                                                                        : BODY_LIMIT;
+}
+
 static bool body_append(srv_rq_t *rq, const char *data, size_t n) {
+  size_t limit = body_limit(rq);
   rq->body_seen += n;
-  if (rq->body_too_large || rq->body_len + n > BODY_LIMIT) {
+  if (rq->body_too_large || rq->body_len + n > limit) {
     rq->body_too_large = true;
-    return rq->body_seen <= BODY_DISCARD_MAX;
+    return rq->body_seen <= (limit < BODY_DISCARD_MAX ? BODY_DISCARD_MAX : 2 * limit);
   }
   if (rq->body_len + n > rq->body_cap) {
     size_t cap = rq->body_cap ? rq->body_cap : 1024;
     while (cap < rq->body_len + n)
       cap *= 2;
-    if (cap > BODY_LIMIT)
-      cap = BODY_LIMIT;
+    if (cap > limit)
+      cap = limit;
     char *b = realloc(rq->body, cap);
     if (b == NULL)
       return false;
@@ -467,7 +475,7 @@ static bool body_append(srv_rq_t *rq, const char *data, size_t n) {
   return true;
 }
 
-static bool content_length_too_large(struct MHD_Connection *conn) {
+static bool content_length_too_large(const srv_rq_t *rq, struct MHD_Connection *conn) {
   const char *cl =
       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (cl == NULL)
@@ -475,12 +483,12 @@ static bool content_length_too_large(struct MHD_Connection *conn) {
   errno = 0;
   char *end = NULL;
   unsigned long long n = strtoull(cl, &end, 10);
-  return errno == ERANGE || (end != cl && n > BODY_LIMIT);
+  return errno == ERANGE || (end != cl && n > body_limit(rq));
 }
 
 static void reply_too_large(srv_rq_t *rq) {
   srv_rq_reply_error(rq, 413, "payload_too_large", "the request body is larger than %zu bytes",
-                     BODY_LIMIT);
+                     body_limit(rq));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -499,7 +507,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *con_cls = rq;
     atomic_fetch_add_explicit(&h->app->inflight, 1, memory_order_relaxed);
     rf_gauge_add(h->app->shared->active, 1);
-    if (content_length_too_large(conn)) {
+    if (content_length_too_large(rq, conn)) {
       reply_too_large(rq);
       return queue_answer(rq);
     }

@@ -43,7 +43,8 @@
 typedef void (*srv_handler_fn)(srv_rq_t *rq);
 
 /* Route flags (srv_route_t.flags). */
-#define SRV_ROUTE_BODY 1u /* the route reads a request body */
+#define SRV_ROUTE_BODY       1u /* the route reads a request body */
+#define SRV_ROUTE_LARGE_BODY 2u /* ... of up to 16 MiB instead of 1 MiB (POST /images/process) */
 
 /* ------------------------------------------------------------ accessors */
 

@@ -57,6 +57,9 @@ typedef struct srv_options {
   uint64_t cache_max_entries;
   uint64_t occ_retries; /* retries after a version conflict (attempts = retries + 1) */
   uint64_t job_attempts;
+  uint64_t job_backoff_ms;   /* ceiling of the first retry's delay (doubles per attempt) */
+  uint64_t job_lease_ms;     /* a job whose worker died is retried after this */
+  uint64_t payment_lease_ms; /* a payment whose holder died is recovered after this */
   bool unsafe;
   int log_format;              /* srv_log_format_t */
   int log_level;               /* srv_log_level_t */

@@ -24,6 +24,14 @@ const srv_route_t srv_routes[] = {
     R(SRV_M_GET, "/wallets/{userId}", h_wallet_get, 0),
     R(SRV_M_POST, "/wallets/{userId}/withdraw", h_wallet_withdraw, SRV_ROUTE_BODY),
     R(SRV_M_POST, "/wallets/{userId}/deposit", h_wallet_deposit, SRV_ROUTE_BODY),
+    R(SRV_M_POST, "/reports/generate", h_reports_generate, SRV_ROUTE_BODY),
+    R(SRV_M_POST, "/images/process", h_images_process, SRV_ROUTE_BODY | SRV_ROUTE_LARGE_BODY),
+    R(SRV_M_POST, "/payments", h_payment_create, SRV_ROUTE_BODY),
+    R(SRV_M_GET, "/payments/{paymentId}", h_payment_get, 0),
+    R(SRV_M_GET, "/charges", h_charges, 0),
+    R(SRV_M_POST, "/emails/welcome", h_emails_welcome, SRV_ROUTE_BODY),
+    R(SRV_M_GET, "/jobs/{jobId}", h_job_get, 0),
+    R(SRV_M_GET, "/emails/sent", h_emails_sent, 0),
 };
 
 const size_t srv_nroutes = sizeof srv_routes / sizeof srv_routes[0];
@@ -34,9 +42,11 @@ typedef struct module {
 } module_t;
 
 static const module_t modules[] = {
-    {cache_init, cache_fini},
-    {config_init, config_fini},
-    {reports_init, reports_fini},
+    {cache_init, cache_fini},       /* cache.c */
+    {config_init, config_fini},     /* config.c */
+    {reports_init, reports_fini},   /* reports.c */
+    {payments_init, payments_fini}, /* payments.c: the payment locks */
+    {jobs_init, jobs_fini},         /* jobs.c: the job queue and its workers */
 };
 
 #define NMODULES (sizeof modules / sizeof modules[0])

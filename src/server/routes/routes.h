@@ -11,6 +11,9 @@
  *   config.c     /config /config/loads        "The Lazy Initialization"
  *   reports.c    /reports/{userId}            "The Subtle Service State"
  *   wallets.c    /wallets/...                 "Optimistic Locking"
+ *   cpu.c        /reports/generate /images/process  "Worker Threads"
+ *   payments.c   /payments /charges           "The Idempotent Payment", "Distributed Locks"
+ *   jobs.c       /emails/... /jobs/{jobId}    "Queue-Based Processing"
  *
  * A module has optional init/fini hooks (per process, after fork) and
  * exports its handlers; routes.c lists them. Adding a scenario is adding a
@@ -73,5 +76,23 @@ void h_wallet_put(srv_rq_t *rq);
 void h_wallet_get(srv_rq_t *rq);
 void h_wallet_withdraw(srv_rq_t *rq);
 void h_wallet_deposit(srv_rq_t *rq);
+
+/* cpu.c */
+void h_reports_generate(srv_rq_t *rq);
+void h_images_process(srv_rq_t *rq);
+
+/* payments.c */
+int payments_init(srv_app_t *app, char *err, size_t errlen);
+void payments_fini(srv_app_t *app);
+void h_payment_create(srv_rq_t *rq);
+void h_payment_get(srv_rq_t *rq);
+void h_charges(srv_rq_t *rq);
+
+/* jobs.c */
+int jobs_init(srv_app_t *app, char *err, size_t errlen);
+void jobs_fini(srv_app_t *app);
+void h_emails_welcome(srv_rq_t *rq);
+void h_job_get(srv_rq_t *rq);
+void h_emails_sent(srv_rq_t *rq);
 
 #endif /* RACEFREED_ROUTES_H */

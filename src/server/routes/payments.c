@@ -1,0 +1,552 @@
+/* payments.c - "The Idempotent Payment" and "Distributed Locks with Redis".
+ *
+ * POST /payments {"paymentId":p,"amount":a}
+ *     201 {"paymentId":p,"amount":a,"status":"succeeded","chargeId":c}
+ *     402 payment_declined (ids starting "decline-": the processor declines)
+ *     409 payment_in_progress + Retry-After (another request holds it)
+ *     422 idempotency_mismatch (p was first requested with another amount)
+ *     A repeat after completion replays the stored status and body with
+ *     Idempotent-Replayed: true (declines too).
+ * GET /payments/{paymentId}   200 {"paymentId","amount","status"[,"chargeId"]} or 404
+ * GET /charges?paymentId=p    200 {"paymentId":p,"count":n,"total":t}: the
+ *     processor's ledger: calls made for p (charges and declines), amount taken
+ *
+ * Invariant: the processor is called exactly once per payment id, across
+ * threads, server processes sharing the database, and restarts - including
+ * a server killed in the middle of a charge. docs/payments.md has the full
+ * protocol and the recovery rule; the request is a small state machine:
+ *
+ *   START    rf_store_payment_begin: the idempotency claim, one write
+ *            transaction (INSERT ... ON CONFLICT DO NOTHING). It answers
+ *            422, a replay or 409 at once, or hands this request the lease
+ *            with a fencing token (a new record: token 1; a record whose
+ *            holder's lease expired - it crashed or stalled - taken over by
+ *            compare-and-set: token + 1, and the ledger's charge, if one was
+ *            made, so that recovery finishes with it instead of charging).
+ *   LOCKED   the keyed mutex "payment:<id>" of this process is ours (at
+ *            once by trylock, or later through rf_kmutex_lock_cb when a
+ *            stale holder of this very process still runs: no thread
+ *            waits), then the lock service's lease (lock.h; the memory
+ *            backend now, the Redis one later: one call site). Then the
+ *            request travels to the processor: half the charge latency.
+ *   CHARGE   the processor charges: rf_store_charge_record, fenced by the
+ *            token (a holder older than one the ledger has seen gets
+ *            RF_ESTALE and does not charge). The answer travels back: the
+ *            other half of the latency.
+ *   FINISH   rf_store_payment_finish, fenced by the token; release the
+ *            locks; answer.
+ * The waits are timers (the connection is suspended), never a sleeping
+ * HTTP thread.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "racefree/kmutex.h"
+#include "racefree/lock.h"
+
+#include "routes.h"
+
+enum { ST_START = 0, ST_LOCKED = 1, ST_CHARGE = 2, ST_FINISH = 3 };
+
+static rf_kmutex_t *g_km;          /* per-process: one charge per id at a time */
+static rf_lock_t *g_lock;          /* lock.h service: memory backend (Redis later) */
+static char g_owner[96];           /* this process, as the lease owner in the store */
+static uint64_t g_lease_ms;        /* the payment lease (see payments_init) */
+static rf_lock_opts_t g_lock_opts; /* try-lock, TTL = the payment lease */
+
+typedef struct {
+  char id[SRV_ID_MAX + 1];
+  char key[SRV_ID_MAX + 16]; /* "payment:<id>" */
+  int64_t amount;
+  int declined; /* "decline-" ids */
+  uint64_t token;
+  int lock_status; /* rf_kmutex_lock_cb's answer */
+  unsigned next;   /* the stage pay_after continues at */
+  bool have_kmutex, have_lease;
+  rf_lock_lease_t lease;
+  rf_charge_t charge;
+} pay_t;
+
+typedef struct {
+  char payment_id[SRV_ID_MAX + 1];
+  int64_t amount;
+} pay_req_t;
+
+/* ------------------------------------------------------------ helpers */
+
+static bool is_decline(const char *id) {
+  return strncmp(id, "decline-", 8) == 0;
+}
+
+static pay_t *pay_decode(srv_rq_t *rq) {
+  static const srv_field_t f[] = {
+      {"paymentId", SRV_FIELD_ID, offsetof(pay_req_t, payment_id), 0, 0, true},
+      {"amount", SRV_FIELD_INT, offsetof(pay_req_t, amount), 1, SRV_AMOUNT_MAX, true},
+  };
+  pay_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return NULL;
+  }
+  pay_req_t req;
+  srv_decode_err_t err;
+  size_t len;
+  const char *body = srv_rq_body(rq, &len);
+  int rc = srv_decode_object(body, len, f, sizeof f / sizeof f[0], &req, &err);
+  if (rc != 0) {
+    srv_rq_reply_decode_error(rq, rc, &err);
+    return NULL;
+  }
+  memcpy(st->id, req.payment_id, sizeof st->id);
+  snprintf(st->key, sizeof st->key, "payment:%s", st->id);
+  st->amount = req.amount;
+  st->declined = is_decline(st->id);
+  return st;
+}
+
+/* The answer of an outcome, as JSON text (what is stored and replayed).
+ * NULL when out of memory. */
+static char *outcome_body(const char *id, int64_t amount, const rf_charge_t *ch, int *status) {
+  json_t *v;
+  if (ch->declined) {
+    char msg[SRV_ID_MAX + 64];
+    snprintf(msg, sizeof msg, "payment %s was declined by the card processor", id);
+    *status = 402;
+    v = json_pack("{s:{s:s,s:s}}", "error", "code", "payment_declined", "message", msg);
+  } else {
+    *status = 201;
+    v = json_pack("{s:s,s:I,s:s,s:s}", "paymentId", id, "amount", (json_int_t)amount, "status",
+                  "succeeded", "chargeId", ch->charge_id);
+  }
+  char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+  json_decref(v);
+  return text;
+}
+
+static void reply_stored(srv_rq_t *rq, int status, const char *body, bool replayed) {
+  if (replayed)
+    srv_rq_header(rq, "Idempotent-Replayed", "true");
+  srv_rq_reply_raw(rq, (unsigned)status, "application/json", body, strlen(body));
+}
+
+static void reply_in_progress(srv_rq_t *rq, const char *id) {
+  srv_rq_header(rq, "Retry-After", "1");
+  srv_rq_reply_error(rq, 409, "payment_in_progress",
+                     "payment %s is being processed by another request; retry later", id);
+}
+
+/* Answer from the record as it stands (after losing a fenced write: the
+ * current holder decides). */
+static void reply_current(srv_rq_t *rq, const char *id) {
+  rf_payment_t rec;
+  int rc = rf_store_payment_get(srv_rq_app(rq)->store, id, &rec);
+  if (rc == 0 && rec.claim == RF_PAY_DONE)
+    reply_stored(rq, rec.http_status, rec.body, true);
+  else if (rc == 0)
+    reply_in_progress(rq, id);
+  else
+    srv_rq_reply_status(rq, rc, "payments");
+}
+
+static void release_locks(pay_t *st) {
+  if (st->have_lease) {
+    rf_lock_release(g_lock, &st->lease); /* RF_ESTATE: it expired; the fence covered us */
+    st->have_lease = false;
+  }
+  if (st->have_kmutex) {
+    st->have_kmutex = false;
+    rf_kmutex_unlock(g_km, st->key); /* may grant the next waiter on this thread */
+  }
+}
+
+static void on_wake(void *arg) { /* timer thread */
+  srv_rq_t *rq = arg;
+  pay_t *st = srv_rq_state(rq, sizeof *st);
+  srv_rq_wake(rq, st->next);
+}
+
+/* Continue at `stage` after ms without blocking (srv_rq_after, except that
+ * a refused timer releases the locks before answering). The caller must
+ * return right after. */
+static void pay_after(srv_rq_t *rq, pay_t *st, uint64_t ms, unsigned stage) {
+  if (ms == 0) {
+    srv_rq_after(rq, 0, stage);
+    return;
+  }
+  st->next = stage;
+  srv_rq_suspend(rq);
+  int rc = rf_timer_after(srv_rq_app(rq)->timer, ms, on_wake, rq, NULL);
+  if (rc != 0) {
+    release_locks(st);
+    srv_rq_reply_status(rq, rc == RF_ENOMEM ? rc : RF_ESHUTDOWN, "payments");
+  }
+}
+
+/* Store the outcome under our token and answer it. */
+static void finish(srv_rq_t *rq, pay_t *st, bool replayed) {
+  int status = 0;
+  char *body = outcome_body(st->id, st->amount, &st->charge, &status);
+  int rc =
+      body ? rf_store_payment_finish(srv_rq_app(rq)->store, st->id, st->token, st->charge.declined,
+                                     status, st->charge.declined ? "" : st->charge.charge_id, body)
+           : RF_ENOMEM;
+  release_locks(st);
+  if (rc == 0)
+    reply_stored(rq, status, body, replayed);
+  else if (rc == RF_ESTALE)
+    reply_current(rq, st->id); /* our lease was taken over: the new holder answers */
+  else
+    srv_rq_reply_status(rq, rc, "payments");
+  free(body);
+}
+
+/* ------------------------------------------------------------ safe */
+
+static void locked(srv_rq_t *rq, pay_t *st) {
+  if (st->lock_status != 0) { /* waited a whole lease for a stale holder */
+    reply_in_progress(rq, st->id);
+    return;
+  }
+  st->have_kmutex = true;
+  int rc = rf_lock_acquire(g_lock, st->key, &g_lock_opts, &st->lease);
+  if (rc != 0) {
+    release_locks(st);
+    if (rc == RF_EBUSY || rc == RF_ETIMEDOUT)
+      reply_in_progress(rq, st->id);
+    else
+      srv_rq_reply_status(rq, rc, "payments lock"); /* RF_EUNAVAIL: 503, fail closed */
+    return;
+  }
+  st->have_lease = true;
+  uint64_t latency = srv_rq_app(rq)->opts->charge_latency_ms;
+  pay_after(rq, st, latency / 2, ST_CHARGE); /* the request travels to the processor */
+}
+
+static void on_kmutex(int status, void *arg) { /* the unlocker's or the timer's thread */
+  srv_rq_t *rq = arg;
+  pay_t *st = srv_rq_state(rq, sizeof *st);
+  st->lock_status = status;
+  srv_rq_wake(rq, ST_LOCKED);
+}
+
+/* We hold the payment's lease: serialise with this process's other holders
+ * of the id (a stale one may still run), without blocking. */
+static void lock_and_charge(srv_rq_t *rq, pay_t *st) {
+  int rc = rf_kmutex_trylock(g_km, st->key);
+  if (rc == 0) {
+    locked(rq, st);
+    return;
+  }
+  if (rc != RF_EBUSY) {
+    srv_rq_reply_status(rq, rc, "payments");
+    return;
+  }
+  srv_rq_suspend(rq); /* before the hand-off: on_kmutex may run on any thread, even now */
+  rc = rf_kmutex_lock_cb(g_km, st->key, (int)g_lease_ms, srv_rq_app(rq)->timer, on_kmutex, rq);
+  if (rc != 0)
+    srv_rq_reply_status(rq, rc, "payments");
+}
+
+static void start(srv_rq_t *rq) {
+  pay_t *st = pay_decode(rq);
+  if (st == NULL)
+    return;
+  char fpr[48];
+  snprintf(fpr, sizeof fpr, "amount=%lld", (long long)st->amount);
+  rf_payment_t rec;
+  int rc = rf_store_payment_begin(srv_rq_app(rq)->store, st->id, st->amount, fpr, g_lease_ms,
+                                  g_owner, &rec);
+  if (rc != 0) {
+    srv_rq_reply_status(rq, rc, "payments");
+    return;
+  }
+  switch (rec.claim) {
+  case RF_PAY_MISMATCH:
+    srv_rq_reply_error(rq, 422, "idempotency_mismatch",
+                       "payment %s was first requested with amount %lld, not %lld", st->id,
+                       (long long)rec.amount, (long long)st->amount);
+    return;
+  case RF_PAY_DONE:
+    reply_stored(rq, rec.http_status, rec.body, true);
+    return;
+  case RF_PAY_BUSY:
+    reply_in_progress(rq, st->id);
+    return;
+  case RF_PAY_TAKEN_OVER:
+    st->token = rec.token;
+    if (rec.has_charge) { /* charged before its holder died: finish, never charge twice */
+      st->charge = rec.charge;
+      finish(rq, st, true);
+      return;
+    }
+    lock_and_charge(rq, st);
+    return;
+  case RF_PAY_CLAIMED:
+  default:
+    st->token = rec.token;
+    lock_and_charge(rq, st);
+    return;
+  }
+}
+
+static void charge(srv_rq_t *rq, pay_t *st) {
+  srv_app_t *app = srv_rq_app(rq);
+  int rc =
+      rf_store_charge_record(app->store, st->id, st->amount, st->declined, st->token, &st->charge);
+  if (rc != 0) {
+    release_locks(st);
+    if (rc == RF_ESTALE)
+      reply_current(rq, st->id); /* a newer holder exists: it charges, not us */
+    else
+      srv_rq_reply_status(rq, rc, "card processor");
+    return;
+  }
+  uint64_t latency = app->opts->charge_latency_ms;
+  pay_after(rq, st, latency - latency / 2, ST_FINISH); /* the answer travels back */
+}
+
+static void payment_safe(srv_rq_t *rq) {
+  pay_t *st = srv_rq_state(rq, sizeof(pay_t));
+  switch (srv_rq_stage(rq)) {
+  case ST_START:
+    start(rq);
+    return;
+  case ST_LOCKED:
+    locked(rq, st);
+    return;
+  case ST_CHARGE:
+    charge(rq, st);
+    return;
+  default:
+    finish(rq, st, false);
+    return;
+  }
+}
+
+/* ---------------------------------------------- the read-only routes */
+
+void h_payment_get(srv_rq_t *rq) {
+  char id[SRV_ID_MAX + 1];
+  srv_decode_err_t err;
+  int rc = srv_decode_id(srv_rq_param(rq, 0), "paymentId", id, &err);
+  if (rc != 0) {
+    srv_rq_reply_decode_error(rq, rc, &err);
+    return;
+  }
+  rf_payment_t rec;
+  rc = rf_store_payment_get(srv_rq_app(rq)->store, id, &rec);
+  if (rc == RF_ENOENT) {
+    srv_rq_reply_error(rq, 404, "not_found", "no payment %s", id);
+    return;
+  }
+  if (rc != 0) {
+    srv_rq_reply_status(rq, rc, "payments");
+    return;
+  }
+  static const char *const names[] = {"processing", "succeeded", "declined"};
+  json_t *v = json_pack("{s:s,s:I,s:s}", "paymentId", id, "amount", (json_int_t)rec.amount,
+                        "status", names[rec.state <= RF_PAY_DECLINED ? rec.state : 0]);
+  if (v != NULL && rec.charge_id[0] != '\0' &&
+      json_object_set_new(v, "chargeId", json_string(rec.charge_id)) != 0) {
+    json_decref(v);
+    v = NULL;
+  }
+  srv_rq_reply_json(rq, 200, v);
+}
+
+void h_charges(srv_rq_t *rq) {
+  char id[SRV_ID_MAX + 1];
+  srv_decode_err_t err;
+  const char *q = srv_rq_query(rq, "paymentId");
+  if (q == NULL) {
+    srv_rq_reply_error(rq, 400, "bad_request", "the query parameter paymentId is required");
+    return;
+  }
+  int rc = srv_decode_id(q, "paymentId", id, &err);
+  if (rc != 0) {
+    srv_rq_reply_decode_error(rq, rc, &err);
+    return;
+  }
+  int64_t count = 0, total = 0;
+  rc = rf_store_charge_stats(srv_rq_app(rq)->store, id, &count, &total);
+  if (rc != 0)
+    srv_rq_reply_status(rq, rc, "card processor");
+  else
+    srv_rq_reply_json(rq, 200,
+                      json_pack("{s:s,s:I,s:I}", "paymentId", id, "count", (json_int_t)count,
+                                "total", (json_int_t)total));
+}
+
+/* ---- UNSAFE: the article's naive version ----
+ *
+ *   if (this.processedPayments.has(paymentId)) throw "Already processed";
+ *   this.processedPayments.add(paymentId);       // one step later
+ *   await this.stripeService.charge(amount);      // ⚠️ YIELDS
+ *   await this.db.payments.create({ paymentId, amount });
+ *
+ * A set of ids per process, checked, then added one step (1 ms, the
+ * article's timeline) later: every request of a burst that checks inside
+ * that window charges. The processor's ledger records each charge, so GET
+ * /charges shows the double charge. Nothing is claimed in the database (a
+ * restart forgets the set: a repeat charges again), amounts are not
+ * compared, and "Already processed" is answered 409 already_processed.
+ * The same charge latency as the safe handler; each set operation takes a
+ * mutex (no C data race: the race is in the logic). */
+
+#define NAIVE_BUCKETS 4096
+#define NAIVE_STEP_MS 1
+
+enum { N_START = 0, N_ADD = 1, N_CHARGE = 2, N_SAVE = 3 };
+
+typedef struct nid {
+  struct nid *next;
+  char id[];
+} nid_t;
+
+static pthread_mutex_t naive_mu = PTHREAD_MUTEX_INITIALIZER;
+static nid_t *naive_set[NAIVE_BUCKETS];
+
+static nid_t **naive_slot(const char *id) {
+  uint64_t h = 1469598103934665603ull;
+  for (const char *p = id; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  nid_t **s = &naive_set[h % NAIVE_BUCKETS];
+  while (*s != NULL && strcmp((*s)->id, id) != 0)
+    s = &(*s)->next;
+  return s;
+}
+
+static bool naive_has(const char *id) {
+  pthread_mutex_lock(&naive_mu);
+  bool has = *naive_slot(id) != NULL;
+  pthread_mutex_unlock(&naive_mu);
+  return has;
+}
+
+static int naive_add(const char *id) {
+  size_t n = strlen(id) + 1;
+  nid_t *e = malloc(sizeof *e + n);
+  if (e == NULL)
+    return RF_ENOMEM;
+  memcpy(e->id, id, n);
+  e->next = NULL;
+  pthread_mutex_lock(&naive_mu);
+  nid_t **s = naive_slot(id);
+  if (*s == NULL)
+    *s = e;
+  else
+    free(e);
+  pthread_mutex_unlock(&naive_mu);
+  return 0;
+}
+
+static void payment_unsafe(srv_rq_t *rq) {
+  srv_app_t *app = srv_rq_app(rq);
+  uint64_t latency = app->opts->charge_latency_ms;
+  pay_t *st;
+  switch (srv_rq_stage(rq)) {
+  case N_START:
+    if ((st = pay_decode(rq)) == NULL)
+      return;
+    if (naive_has(st->id)) { /* if (processedPayments.has(paymentId)) */
+      srv_rq_reply_error(rq, 409, "already_processed", "payment %s: already processed", st->id);
+      return;
+    }
+    srv_rq_after(rq, NAIVE_STEP_MS, N_ADD);
+    return;
+  case N_ADD: {
+    st = srv_rq_state(rq, sizeof *st);
+    int rc = naive_add(st->id); /* processedPayments.add(paymentId) */
+    if (rc != 0)
+      srv_rq_reply_status(rq, rc, "payments");
+    else
+      srv_rq_after(rq, latency / 2, N_CHARGE);
+    return;
+  }
+  case N_CHARGE: {
+    st = srv_rq_state(rq, sizeof *st);
+    int rc = rf_store_charge_record_unchecked(app->store, st->id, st->amount, st->declined,
+                                              &st->charge); /* stripe.charge(amount) */
+    if (rc != 0)
+      srv_rq_reply_status(rq, rc, "card processor");
+    else
+      srv_rq_after(rq, latency - latency / 2, N_SAVE);
+    return;
+  }
+  default: {
+    st = srv_rq_state(rq, sizeof *st);
+    int status = 0;
+    char *body = outcome_body(st->id, st->amount, &st->charge, &status);
+    int rc =
+        body ? rf_store_payment_put_unchecked(app->store, st->id, st->amount, st->charge.declined,
+                                              status, st->charge.charge_id, body)
+             : RF_ENOMEM; /* db.payments.create */
+    if (rc != 0)
+      srv_rq_reply_status(rq, rc, "payments");
+    else
+      reply_stored(rq, status, body, false);
+    free(body);
+    return;
+  }
+  }
+}
+
+/* ---- dispatch and lifecycle ---- */
+
+void h_payment_create(srv_rq_t *rq) {
+  if (srv_rq_app(rq)->opts->unsafe)
+    payment_unsafe(rq);
+  else
+    payment_safe(rq);
+}
+
+/* The lease must outlive a live holder's whole charge (two half latencies
+ * and the SQL around them): at least 2 x latency + 1 s, whatever
+ * --payment-lease-ms says. */
+int payments_init(srv_app_t *app, char *err, size_t errlen) {
+  const srv_options_t *o = app->opts;
+  g_lease_ms = o->payment_lease_ms;
+  if (g_lease_ms < 2 * o->charge_latency_ms + 1000)
+    g_lease_ms = 2 * o->charge_latency_ms + 1000;
+  rf_lock_opts_t lo = RF_LOCK_OPTS_DEFAULT;
+  lo.ttl_ms = g_lease_ms;
+  lo.attempts = 1; /* a second holder means "in progress": 409, no waiting */
+  g_lock_opts = lo;
+  uint64_t salt = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (f != NULL) {
+    if (fread(&salt, sizeof salt, 1, f) != 1)
+      salt = 0;
+    fclose(f);
+  }
+  snprintf(g_owner, sizeof g_owner, "racefreed-%ld-%016llx", (long)getpid(),
+           (unsigned long long)salt);
+  int rc = rf_kmutex_create(&g_km);
+  if (rc == 0)
+    rc = rf_lock_create_mem(&g_lock, &g_lock_opts);
+  if (rc != 0) {
+    snprintf(err, errlen, "payments: cannot create the payment locks: %s", rf_strerror(rc));
+    payments_fini(app);
+  }
+  return rc;
+}
+
+void payments_fini(srv_app_t *app) {
+  (void)app;
+  rf_lock_destroy(g_lock);
+  g_lock = NULL;
+  rf_kmutex_destroy(g_km);
+  g_km = NULL;
+  pthread_mutex_lock(&naive_mu);
+  for (size_t i = 0; i < NAIVE_BUCKETS; i++) {
+    while (naive_set[i] != NULL) {
+      nid_t *e = naive_set[i];
+      naive_set[i] = e->next;
+      free(e);
+    }
+  }
+  pthread_mutex_unlock(&naive_mu);
+}
