@@ -79,6 +79,12 @@
  *   "mem:"          in-process, not durable; one independent queue per open.
  *   "sqlite:PATH"   one SQLite file (WAL), durable, safe across threads and
  *                   processes sharing the file (each process opens it).
+ *   "postgres://..." (or "postgresql://...") a libpq URL, plus pool=N (the
+ *                   connections of this handle, default 8): table rf_jobs
+ *                   in the session's schema, durable, safe across threads,
+ *                   processes and hosts; claims use FOR UPDATE SKIP LOCKED.
+ *                   A server that cannot be reached or is lost mid-call:
+ *                   RF_EUNAVAIL from any call (docs/postgres.md).
  * Every backend implements the same semantics, checked by one shared test
  * suite (tests/unit/test_queue.c). See docs/queue.md.
  *
@@ -204,12 +210,13 @@ typedef struct {
 const char *rf_job_status_name(rf_job_status_t status);
 
 /* rf_queue_open: open (creating it if needed) the queue named by `url`
- * ("mem:" or "sqlite:PATH") and store it in *out.
+ * ("mem:", "sqlite:PATH" or "postgres://...") and store it in *out.
  * Errors: RF_EINVAL (NULL argument, malformed URL, invalid opts), RF_ENOTSUP
  * (unknown scheme, "sqlite::memory:" which a connection pool cannot share),
  * RF_ENOMEM, RF_EIO (the file cannot be opened or is not a queue database),
  * RF_EBUSY (the file stayed locked longer than busy_timeout_ms). *out is
- * written only on success. Blocking: file I/O for SQLite. Thread-safe. */
+ * written only on success; RF_EUNAVAIL (PostgreSQL cannot be reached).
+ * Blocking: file I/O for SQLite, a connection for PostgreSQL. Thread-safe. */
 int rf_queue_open(rf_queue_t **out, const char *url, const rf_queue_opts_t *opts);
 
 /* rf_queue_close: release the queue (memory queues lose their jobs; SQLite
@@ -218,7 +225,8 @@ int rf_queue_open(rf_queue_t **out, const char *url, const rf_queue_opts_t *opts
  * Not thread-safe with other calls on the same queue. */
 int rf_queue_close(rf_queue_t *q);
 
-/* rf_queue_backend: the backend's name ("mem", "sqlite"), or NULL for NULL. */
+/* rf_queue_backend: the backend's name ("mem", "sqlite", "postgres" or
+ * "postgresql": the URL's scheme), or NULL for NULL. */
 const char *rf_queue_backend(const rf_queue_t *q);
 
 /* rf_queue_add: enqueue job `id` with a copy of payload[0..len). The job is
@@ -236,7 +244,8 @@ int rf_queue_add(rf_queue_t *q, const char *id, const void *payload, size_t len,
 /* rf_queue_claim: atomically take one due job: the oldest-due of the
  * waiting jobs with run_at <= now and the active jobs whose lease expired
  * (lease_until < now: stalled-job recovery); jobs due in the same
- * millisecond come in creation order (memory) or id order (SQLite). The job becomes active,
+ * millisecond come in creation order (memory, PostgreSQL) or id order
+ * (SQLite). The job becomes active,
  * leased to worker_id until now + lease_ms, attempts + 1; *out receives a
  * copy (caller frees it with rf_job_free). A stalled job on its last
  * attempt is never handed out: claims mark it failed ("lease expired on

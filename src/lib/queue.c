@@ -57,6 +57,8 @@ struct rf_queue {
 static const rf__queue_backend_t *const rf__queue_backends[] = {
     &rf__queue_mem_backend,
     &rf__queue_sqlite_backend,
+    &rf__queue_pg_backend,
+    &rf__queue_pgsql_backend,
 };
 
 /* ------------------------------------------------------------ helpers */

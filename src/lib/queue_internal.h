@@ -8,8 +8,8 @@
  * lease and delay in range, `now` from the queue's clock.
  *
  * What every backend must guarantee (the shared suite tests/unit/test_queue.c
- * checks each of these against every backend; a PostgreSQL backend would
- * implement them with one statement or transaction each):
+ * checks each of these against every backend; the PostgreSQL backend,
+ * queue_pg.c, implements each with one statement; fail reads first):
  *
  *  add       insert the record iff no record with this id exists, in one
  *            atomic step (RF_EEXIST otherwise; nothing changed). status
@@ -39,7 +39,9 @@
  *
  * Errors a backend may return besides those: RF_ENOMEM, RF_EBUSY (lock not
  * obtained within busy_timeout_ms; nothing changed), RF_EIO (anything the
- * storage reported; nothing changed).
+ * storage reported; nothing changed), RF_EUNAVAIL (a database server that
+ * cannot be reached; a write whose connection died after sending may or
+ * may not have been applied, as a whole).
  *
  * Concurrency: every operation may be called from many threads at once; the
  * backend provides its own locking. close is called once, with no other
@@ -95,6 +97,8 @@ typedef struct rf__queue_backend {
 
 extern const rf__queue_backend_t rf__queue_mem_backend;
 extern const rf__queue_backend_t rf__queue_sqlite_backend;
+extern const rf__queue_backend_t rf__queue_pg_backend;    /* postgres:// (queue_pg.c) */
+extern const rf__queue_backend_t rf__queue_pgsql_backend; /* postgresql://, the same */
 
 /* The retry delay after attempt number `attempt` (>= 1) failed: uniform in
  * [0, min(cap, base * 2^(attempt-1))]. Thread-safe, never blocks. */

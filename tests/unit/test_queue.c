@@ -17,6 +17,7 @@
 
 #include "queue_internal.h"
 #include "racefree/queue.h"
+#include "rf_pg.h"
 #include "rf_test.h"
 
 typedef struct {
@@ -27,12 +28,13 @@ typedef struct {
 static const backend_t backends[] = {
     {"mem", false},
     {"sqlite", true},
+    {"postgres", true}, /* RF_TEST_PG_URL, or a private cluster (rf_pg.h) */
 };
 
 typedef struct {
   const backend_t *be;
   char dir[64];
-  char url[128];
+  char url[512];
   atomic_uint_fast64_t now;
   rf_queue_opts_t opts;
   rf_queue_t *q;
@@ -78,6 +80,8 @@ static int setup(void **state) {
   assert_non_null(mkdtemp(fx->dir));
   if (strcmp(be->name, "mem") == 0) {
     snprintf(fx->url, sizeof(fx->url), "mem:");
+  } else if (strcmp(be->name, "postgres") == 0) {
+    rf_test_pg_schema_url(fx->url, sizeof(fx->url), NULL, NULL, NULL); /* a fresh schema */
   } else {
     snprintf(fx->url, sizeof(fx->url), "sqlite:%s/q.db", fx->dir);
   }
@@ -1126,7 +1130,12 @@ int main(void) {
       QUEUE_TEST(test_durable_across_reopen, &backends[1]),
       QUEUE_TEST(test_sqlite_statement_failures, &backends[1]),
   };
+  const struct CMUnitTest pg_tests[] = {
+      QUEUE_SHARED_SUITE(&backends[2]),
+      QUEUE_TEST(test_durable_across_reopen, &backends[2]),
+  };
   int failed = cmocka_run_group_tests_name("queue/mem", mem_tests, NULL, NULL);
   failed += cmocka_run_group_tests_name("queue/sqlite", sqlite_tests, NULL, NULL);
+  failed += cmocka_run_group_tests_name("queue/postgres", pg_tests, NULL, NULL);
   return failed;
 }
