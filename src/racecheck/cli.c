@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,7 +292,19 @@ static int rc__common_opt(rc_common_t *c, int ch, const char *arg, const char *c
   }
 }
 
+static void rc__on_signal(int sig) {
+  (void)sig;
+  rc_run_interrupt(); /* SA_RESETHAND: a second Ctrl-C ends the process */
+}
+
 static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = rc__on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   rc_run_opts_t ro = {0};
   ro.file = f;
   ro.target = c->target;

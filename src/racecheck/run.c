@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +49,10 @@ typedef struct rc_frame {
   json_t *over; /* owned */
 } rc_frame_t;
 
-typedef struct rc_vu {
+typedef struct rc_vu rc_vu_t;
+struct rc_vu {
   rc_worker_t *w;
+  rc_vu_t *prev, *next; /* the worker's live virtual users */
   uint64_t id;
   int kind;
   uint32_t phase;
@@ -72,7 +75,7 @@ typedef struct rc_vu {
   json_t *last_json;
   int last_status;
   char *last_error;
-} rc_vu_t;
+};
 
 /* First failure and count of one check, per worker, merged at the end. */
 typedef struct rc_fail {
@@ -124,6 +127,7 @@ struct rc_worker {
   size_t nrecs, rcap;
   rc_origin_t *origins;
   size_t norigins;
+  rc_vu_t *vus; /* live virtual users, freed at the end if interrupted */
 };
 
 struct rc_run {
@@ -332,6 +336,11 @@ static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char 
   rc_conn_init(&vu->conn, &w->loop, vu->addr, rc__conn_cb, vu);
   vu->stack[0] = (rc_frame_t){.steps = steps, .n = n};
   vu->depth = 1;
+  vu->next = w->vus;
+  if (w->vus) {
+    w->vus->prev = vu;
+  }
+  w->vus = vu;
   /* list variables: each VU picks one value; payload rows: one row */
   const char *k;
   json_t *v;
@@ -358,6 +367,29 @@ static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char 
   return vu;
 }
 
+/* Unlink and free a virtual user (no accounting). */
+static void rc__vu_free(rc_vu_t *vu) {
+  rc_worker_t *w = vu->w;
+  if (vu->prev) {
+    vu->prev->next = vu->next;
+  } else {
+    w->vus = vu->next;
+  }
+  if (vu->next) {
+    vu->next->prev = vu->prev;
+  }
+  rc_conn_free(&vu->conn);
+  for (int d = 0; d < vu->depth; d++) {
+    json_decref(vu->stack[d].over);
+  }
+  json_decref(vu->vars);
+  json_decref(vu->last_json);
+  free(vu->last_error);
+  rc_buf_free(&vu->req);
+  free(vu->url);
+  free(vu);
+}
+
 static void rc__vu_finish(rc_vu_t *vu) {
   rc_worker_t *w = vu->w;
   rc_run_t *r = w->run;
@@ -380,10 +412,6 @@ static void rc__vu_finish(rc_vu_t *vu) {
   }
   w->st.bytes_in += vu->conn.bytes_in;
   w->st.bytes_out += vu->conn.bytes_out;
-  rc_conn_free(&vu->conn);
-  for (int d = 0; d < vu->depth; d++) {
-    json_decref(vu->stack[d].over);
-  }
   pthread_mutex_lock(&r->mu);
   r->active--;
   if (vu->kind == RC_VU_BURST) {
@@ -402,12 +430,7 @@ static void rc__vu_finish(rc_vu_t *vu) {
   }
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
-  json_decref(vu->vars);
-  json_decref(vu->last_json);
-  free(vu->last_error);
-  rc_buf_free(&vu->req);
-  free(vu->url);
-  free(vu);
+  rc__vu_free(vu);
 }
 
 static void rc__vu_fail(rc_vu_t *vu, const char *why) {
@@ -1207,7 +1230,7 @@ static void rc__on_wake(rc_loop_t *l, void *ud) {
   pthread_mutex_unlock(&w->mu);
   for (int i = 0; i < n; i++) {
     const rc_cmd_t *c = &cmds[i];
-    if (c->kind != CMD_BURST_FIRE && w->arr_active) {
+    if (c->kind != CMD_BURST_FIRE && c->kind != CMD_STOP && w->arr_active) {
       /* a new phase: the previous one's arrivals are all due by now */
       rc__spawn_arrivals(w, rc_now_ns(), 1);
     }
@@ -1272,21 +1295,36 @@ static void *rc__worker_main(void *arg) {
   }
   rc_live_publish(&w->live, &w->tick, &w->tick_req, &w->tick_err);
   rc__hist_flush(w);
+  /* left only when the run was interrupted */
+  while (w->vus) {
+    rc__vu_free(w->vus);
+  }
   return NULL;
 }
 
 /* --------------------------------------------------------------- coordinator */
+
+static volatile sig_atomic_t rc__interrupted;
+
+void rc_run_interrupt(void) {
+  rc__interrupted = 1;
+}
 
 typedef struct rc_coord {
   rc_run_t *r;
   rc_result_t *out;
 } rc_coord_t;
 
+#define RC_POLL_NS (100u * 1000000u) /* how often the coordinator looks at Ctrl-C */
+
 /* Wait until pred(r) holds, ticking the monitor once a second. Called
- * with r->mu held; returns with it held. */
-static void rc__wait(rc_coord_t *c, int (*pred)(rc_run_t *r), uint64_t *next_tick) {
+ * with r->mu held; returns with it held: 0, or -1 when interrupted. */
+static int rc__wait(rc_coord_t *c, int (*pred)(rc_run_t *r), uint64_t *next_tick) {
   rc_run_t *r = c->r;
   while (!pred(r)) {
+    if (rc__interrupted) {
+      return -1;
+    }
     uint64_t now = rc_now_ns();
     if (now >= *next_tick) {
       pthread_mutex_unlock(&r->mu);
@@ -1295,18 +1333,23 @@ static void rc__wait(rc_coord_t *c, int (*pred)(rc_run_t *r), uint64_t *next_tic
       *next_tick += 1000000000ull;
       continue;
     }
-    uint64_t until = *next_tick;
+    uint64_t until = *next_tick < now + RC_POLL_NS ? *next_tick : now + RC_POLL_NS;
     struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
     pthread_cond_timedwait(&r->cv, &r->mu, &ts);
   }
+  return 0;
 }
 
-static void rc__sleep_until(rc_coord_t *c, uint64_t until, uint64_t *next_tick) {
+/* Sleep until `until`, ticking the monitor: 0, or -1 when interrupted. */
+static int rc__sleep_until(rc_coord_t *c, uint64_t until, uint64_t *next_tick) {
   rc_run_t *r = c->r;
   for (;;) {
     uint64_t now = rc_now_ns();
+    if (rc__interrupted) {
+      return -1;
+    }
     if (now >= until) {
-      return;
+      return 0;
     }
     if (now >= *next_tick) {
       rc_monitor_tick(c->out, (char *)r->ws, sizeof *r->ws, r->nworkers, r->t0, r->o->live);
@@ -1314,6 +1357,9 @@ static void rc__sleep_until(rc_coord_t *c, uint64_t until, uint64_t *next_tick) 
       continue;
     }
     uint64_t t = until < *next_tick ? until : *next_tick;
+    if (t > now + RC_POLL_NS) {
+      t = now + RC_POLL_NS;
+    }
     struct timespec ts = {(time_t)((t - now) / 1000000000ull), (long)((t - now) % 1000000000ull)};
     nanosleep(&ts, NULL);
   }
@@ -1845,7 +1891,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       pthread_mutex_unlock(&r->mu);
       pi->end_s = rc__secs(r, rc_now_ns());
     }
-    for (size_t i = 0; i < f->nphases; i++) {
+    for (size_t i = 0; i < f->nphases && !rc__interrupted; i++) {
       const rc_phase_t *p = &f->phases[i];
       rc_phaseinfo_t *pi = &out->phases[np++];
       pi->name = p->name;
@@ -1867,7 +1913,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       } else if (p->kind == RC_PHASE_PAUSE) {
         rc__sleep_until(&c, start + p->duration_ns, &next_tick);
       } else {
-        for (uint32_t round = 0; round < p->burst_repeat; round++) {
+        for (uint32_t round = 0; round < p->burst_repeat && !rc__interrupted; round++) {
           pthread_mutex_lock(&r->mu);
           r->burst_ready = r->burst_done = 0;
           pthread_mutex_unlock(&r->mu);
@@ -1896,14 +1942,20 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     }
     /* let the last virtual users finish */
     pthread_mutex_lock(&r->mu);
-    rc__wait(&c, rc__pred_drained, &next_tick);
+    (void)rc__wait(&c, rc__pred_drained, &next_tick);
     pthread_mutex_unlock(&r->mu);
     if (np > 0 && f->nphases > 0) {
       out->phases[np - 1].end_s = rc__secs(r, rc_now_ns());
     }
     out->duration_s = rc__secs(r, rc_now_ns());
     rc__snapshot(r);
-    if (f->after.n) {
+    if (rc__interrupted) {
+      rc_result_add_check(out, "run", rc_xstrdup("the run completed"), 0,
+                          rc_xstrdup("interrupted: after, invariants and the rest of the phases "
+                                     "did not run"),
+                          NULL);
+    }
+    if (f->after.n && !rc__interrupted) {
       rc_phaseinfo_t *pi = &out->phases[np++];
       pi->name = "after";
       pi->kind = "after";
@@ -1912,7 +1964,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       rc__single(&c, (uint32_t)f->nphases + 1, f->after.steps, f->after.n, &next_tick);
       pi->end_s = rc__secs(r, rc_now_ns());
     }
-    if (f->ninvariants) {
+    if (f->ninvariants && !rc__interrupted) {
       rc_phaseinfo_t *pi = &out->phases[np++];
       pi->name = "invariants";
       pi->kind = "invariants";

@@ -37,4 +37,9 @@ typedef struct rc_run_opts {
  * RC_EXIT_DOWN with a message in err. */
 int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err);
 
+/* Ask the running rc_run to stop: no further phases; after/invariants are
+ * skipped, a failed "run" check says so, and the report is still written.
+ * Async-signal-safe (the Ctrl-C handler calls it). */
+void rc_run_interrupt(void);
+
 #endif /* RC_RUN_H */
