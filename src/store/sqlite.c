@@ -218,11 +218,24 @@ static int conn_open(const char *path, conn_t **out, char *err, size_t errlen) {
   int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
   if (rc == SQLITE_OK)
     rc = sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
-  if (rc == SQLITE_OK)
+  /* Switching a new file to WAL takes an exclusive lock, and SQLite
+   * answers SQLITE_BUSY at once, without the busy handler, when another
+   * process holds a lock at that moment (several worker processes opening
+   * one new database together): retry with a short backoff up to the busy
+   * timeout. The pragmas are idempotent. */
+  for (unsigned waited_ms = 0, nap_ms = 1; rc == SQLITE_OK;) {
     rc = sqlite3_exec(c->db,
                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                       " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
                       NULL, NULL, NULL);
+    if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= BUSY_TIMEOUT_MS)
+      break;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)nap_ms * 1000000L};
+    nanosleep(&ts, NULL);
+    waited_ms += nap_ms;
+    nap_ms = nap_ms < 16 ? nap_ms * 2 : 16;
+    rc = SQLITE_OK;
+  }
   if (rc != SQLITE_OK) {
     if (err && errlen > 0)
       snprintf(err, errlen, "store: cannot open sqlite database %s: %s", path,

@@ -124,7 +124,7 @@ static void test_concurrent_open_processes(void **state) {
   char url[192], path[128];
   snprintf(path, sizeof path, "%s/multi", f->dir);
   snprintf(url, sizeof url, "sqlite:%s", path);
-  enum { NPROC = 6 };
+  enum { NPROC = 12 };
   pid_t pids[NPROC];
   for (int i = 0; i < NPROC; i++) {
     pids[i] = fork();
