@@ -37,6 +37,7 @@ typedef struct rc_cmd {
   uint32_t phase;
   uint64_t t0;
   uint32_t n;
+  uint32_t round;         /* CMD_BURST_PREPARE: 1-based */
   const rc_step_t *steps; /* CMD_SINGLE */
   size_t nsteps;
 } rc_cmd_t;
@@ -1185,6 +1186,7 @@ static void rc__burst_prepare(rc_worker_t *w, const rc_cmd_t *c) {
     atomic_fetch_add(&r->phase_active[c->phase], 1);
     rc_vu_t *vu = rc__vu_new(w, RC_VU_BURST, c->phase, sc->name, sc->flow.steps, sc->flow.n);
     w->burst[i] = vu;
+    json_object_set_new(vu->vars, "$round", json_integer((json_int_t)c->round));
     vu->hold_first = 1;
     rc__vu_advance(vu, 0);
   }
@@ -1798,6 +1800,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
   if (o->vars) {
     json_object_update(r->globals, o->vars);
   }
+  json_object_set_new(r->globals, "$round", json_integer(0)); /* outside bursts */
   for (size_t i = 0; i < f->nphases; i++) {
     r->phase_names[i] = f->phases[i].name;
   }
@@ -1920,7 +1923,8 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
           uint32_t n = p->burst_connections;
           for (int k = 0; k < r->nworkers; k++) {
             uint32_t share = n / (uint32_t)r->nworkers + ((uint32_t)k < n % (uint32_t)r->nworkers);
-            rc_cmd_t cmd = {.kind = CMD_BURST_PREPARE, .phase = (uint32_t)i, .n = share};
+            rc_cmd_t cmd = {
+                .kind = CMD_BURST_PREPARE, .phase = (uint32_t)i, .n = share, .round = round + 1};
             rc__post(&r->ws[k], &cmd);
           }
           pthread_mutex_lock(&r->mu);

@@ -7,6 +7,8 @@
  *   $uuid                    a random (version 4) UUID
  *   $timestamp               milliseconds since the epoch
  *   $loopCount, $loopElement the current loop iteration (1-based) / element
+ *   $loopIndex                the current loop iteration, 0-based
+ *   $round                    the round of a burst phase (1-based; 0 elsewhere)
  *   $env.NAME, $processEnvironment.NAME   an environment variable
  * A string that is exactly one template ("{{ n }}") keeps the type of the
  * value when it stands in a JSON body, so numbers stay numbers.

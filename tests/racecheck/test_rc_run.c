@@ -284,6 +284,31 @@ static void test_network_errors_counted(void **state) {
   rc_result_free(&r);
 }
 
+static void test_burst_rounds(void **state) {
+  (void)state;
+  rc_result_t r;
+  const char *text = "config:\n"
+                     "  phases: [{burst: {connections: 4, repeat: 3}}]\n"
+                     "scenarios:\n"
+                     "  - flow:\n"
+                     "      - post:\n"
+                     "          url: /echo\n"
+                     "          json: {round: \"{{ $round }}\"}\n"
+                     "          expect: [{expr: \"json.round >= 1 && json.round <= 3\"}]\n"
+                     "after:\n"
+                     "  flow:\n"
+                     "    - post:\n"
+                     "        url: /echo\n"
+                     "        json: {round: \"{{ $round }}\"}\n"
+                     "        expect: [{expr: \"json.round == 0\"}]\n"
+                     "invariants:\n"
+                     "  - expect: \"sent == 12 && completed == 12\"\n";
+  assert_int_equal(run_text(text, &r, NULL, 2), RC_EXIT_OK);
+  assert_int_equal(rc_result_failed(&r), 0);
+  assert_int_equal(r.total.vu_created, 12);
+  rc_result_free(&r);
+}
+
 static void test_target_down(void **state) {
   (void)state;
   rc_err_t err = {0};
@@ -361,7 +386,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
       cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
-      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_down),
+      cmocka_unit_test(test_cli_exit_codes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
