@@ -80,7 +80,8 @@
  *   "sqlite:PATH"   one SQLite file (WAL), durable, safe across threads and
  *                   processes sharing the file (each process opens it).
  *   "postgres://..." (or "postgresql://...") a libpq URL, plus pool=N (the
- *                   connections of this handle, default 8): table rf_jobs
+ *                   connections of this handle, default 8) and timeout_ms=N
+ *                   (instead of busy_timeout_ms): table rf_jobs
  *                   in the session's schema, durable, safe across threads,
  *                   processes and hosts; claims use FOR UPDATE SKIP LOCKED.
  *                   A server that cannot be reached or is lost mid-call:

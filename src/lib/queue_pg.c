@@ -1,6 +1,9 @@
 /* queue_pg.c - the PostgreSQL backend of the job queue ("postgres://..."
- * or "postgresql://...": a libpq URL, plus the queue's own pool=N, 1..256,
- * default 8, removed before the rest goes to libpq).
+ * or "postgresql://...": a libpq URL plus the parameters the store's URL
+ * takes too, so that racefreed can give both the same --db: pool=N
+ * (connections of this handle, 1..256, default 8) and timeout_ms=N (bound
+ * of every wait, 100..600000, default opts.busy_timeout_ms); both are
+ * removed before the rest goes to libpq).
  *
  * One table in the first schema of the session's search_path (so that
  * several queues can share a database in different schemas), shared by
@@ -617,7 +620,24 @@ static bool rf__pgq_unhex(const char *t, size_t tlen, unsigned char *dst, size_t
 
 /* ------------------------------------------------------------ open/close */
 
-/* The URL without pool=N (libpq would refuse it); pool into *pool. */
+/* The decimal value of "name=N" at p (n bytes) when it is in [lo, hi];
+ * -1 when p is "name=" with anything else; 0 when p is another parameter. */
+static long rf__pgq_param(const char *p, size_t n, const char *name, long lo, long hi) {
+  size_t k = strlen(name);
+  if (n < k || strncmp(p, name, k) != 0 || (n > k && p[k] != '=')) {
+    return 0; /* another parameter */
+  }
+  long v = 0;
+  size_t i = k + 1;
+  for (; i < n && i < k + 10 && p[i] >= '0' && p[i] <= '9'; i++) {
+    v = v * 10 + (p[i] - '0');
+  }
+  return n > k + 1 && i == n && v >= lo && v <= hi ? v : -1;
+}
+
+/* The URL without the queue's own parameters (libpq would refuse them):
+ * pool=N into s->pool_size, and timeout_ms=N (the store's parameter, so
+ * that one URL serves both) into s->timeout_ms. */
 static int rf__pgq_parse(rf__pgq_t *s, const char *url) {
   size_t len = strlen(url);
   s->uri = rf__malloc(len + 1);
@@ -632,16 +652,15 @@ static int rf__pgq_parse(rf__pgq_t *s, const char *url) {
   for (const char *p = q != NULL ? q + 1 : NULL; p != NULL && *p != '\0';) {
     const char *amp = strchr(p, '&');
     size_t n = amp != NULL ? (size_t)(amp - p) : strlen(p);
-    if (n >= 5 && strncmp(p, "pool=", 5) == 0) {
-      long v = 0;
-      size_t k = 5;
-      for (; k < n && k < 9 && p[k] >= '0' && p[k] <= '9'; k++) {
-        v = v * 10 + (p[k] - '0');
-      }
-      if (k != n || n == 5 || v < 1 || v > RF__PGQ_POOL_LIMIT) {
-        return RF_EINVAL;
-      }
-      s->pool_size = (int)v;
+    long pool = rf__pgq_param(p, n, "pool", 1, RF__PGQ_POOL_LIMIT);
+    long timeout = rf__pgq_param(p, n, "timeout_ms", 100, 600000);
+    if (pool < 0 || timeout < 0) {
+      return RF_EINVAL;
+    }
+    if (pool > 0) {
+      s->pool_size = (int)pool;
+    } else if (timeout > 0) {
+      s->timeout_ms = (int)timeout;
     } else if (n > 0) {
       s->uri[o++] = first ? '?' : '&';
       first = false;

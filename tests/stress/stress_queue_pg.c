@@ -392,7 +392,8 @@ static void test_urls(void **state) {
   rf_queue_t *q = NULL;
   const char *base = rf_test_pg_url();
   char url[600];
-  const char *bad[] = {"pool=0", "pool=257", "pool=x", "pool=", "bogus=1"};
+  const char *bad[] = {"pool=0",        "pool=257",    "pool=x",  "pool=",         "pool",
+                       "timeout_ms=99", "timeout_ms=", "bogus=1", "pool=2&pool=0", "poolx=1"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     snprintf(url, sizeof(url), "%s%c%s", base, strchr(base, '?') ? '&' : '?', bad[i]);
     assert_int_equal(rf_queue_open(&q, url, NULL), RF_EINVAL);
@@ -403,8 +404,9 @@ static void test_urls(void **state) {
   assert_int_equal(rf_queue_open(&q, "postgres://127.0.0.1:1/x", &o), RF_EUNAVAIL);
   assert_true(rf_test_now_ms() - t0 < 3000);
   assert_null(q);
-  /* postgresql:// and pool=1 with 4 threads of work */
-  rf_test_pg_schema_url(url, sizeof(url), "pool=1", NULL, NULL);
+  /* postgresql://, pool=1 with 4 threads of work, and the store's
+   * timeout_ms= (one URL serves both) */
+  rf_test_pg_schema_url(url, sizeof(url), "pool=1&timeout_ms=3000", NULL, NULL);
   char longer[620];
   snprintf(longer, sizeof(longer), "postgresql://%s", strstr(url, "://") + 3);
   assert_int_equal(rf_queue_open(&q, longer, NULL), 0);
