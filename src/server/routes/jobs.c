@@ -375,10 +375,16 @@ void h_job_get(srv_rq_t *rq) {
     job_get_safe(rq, job_id);
 }
 
-/* The queue's URL: "sqlite:<database path>.jobs" for a sqlite: store. The
- * queue has no PostgreSQL backend yet: with another store it is in memory
- * (not durable), and the start-up log says so. */
+/* The queue's URL: "sqlite:<database path>.jobs" for a sqlite: store; the
+ * store's own database for a postgres:// one (the queue keeps its tables
+ * there, so every instance sharing the database shares the queue and its
+ * job-id deduplication). Anything else: in memory (not durable), and the
+ * start-up log says so. */
 static void queue_url(const char *db, char *url, size_t cap) {
+  if (strncmp(db, "postgres://", 11) == 0 || strncmp(db, "postgresql://", 13) == 0) {
+    snprintf(url, cap, "%s", db);
+    return;
+  }
   if (strncmp(db, "sqlite:", 7) != 0) {
     snprintf(url, cap, "mem:");
     return;

@@ -26,9 +26,22 @@
  *   LOCKED   the keyed mutex "payment:<id>" of this process is ours (at
  *            once by trylock, or later through rf_kmutex_lock_cb when a
  *            stale holder of this very process still runs: no thread
- *            waits), then the lock service's lease (lock.h; the memory
- *            backend now, the Redis one later: one call site). Then the
+ *            waits), then the lock service's lease (lock.h): a memory
+ *            one per process, or with --redis the shared Redis one
+ *            (app->redis), taken before START so that a Redis outage
+ *            fails the request closed before anything is claimed. Then the
  *            request travels to the processor: half the charge latency.
+ *
+ * Which token fences the ledger: the store's lease generation (1, then +1
+ * per takeover), not the Redis lock's token. Both are strictly increasing
+ * per payment id, but a takeover raises the ledger's fence to the new
+ * generation inside the claim transaction (that is what stops a paused
+ * holder whose lease ran out); a Redis token (microseconds since the
+ * epoch) is always larger than any generation, so a stale holder carrying
+ * one would pass that fence. The generation lives in the same database as
+ * the ledger, so it is as shared as the Redis token and needs no clock.
+ * The Redis lease keeps instances from running the claim for one id at the
+ * same time (409 at once instead of a database round trip per contender).
  *   CHARGE   the processor charges: rf_store_charge_record, fenced by the
  *            token (a holder older than one the ledger has seen gets
  *            RF_ESTALE and does not charge). The answer travels back: the
@@ -52,7 +65,8 @@
 enum { ST_START = 0, ST_LOCKED = 1, ST_CHARGE = 2, ST_FINISH = 3 };
 
 static rf_kmutex_t *g_km;          /* per-process: one charge per id at a time */
-static rf_lock_t *g_lock;          /* lock.h service: memory backend (Redis later) */
+static rf_lock_t *g_lock;          /* lock.h service: app->redis, or a memory one */
+static bool g_own_lock;            /* g_lock is ours (memory), not app->redis */
 static char g_owner[96];           /* this process, as the lease owner in the store */
 static uint64_t g_lease_ms;        /* the payment lease (see payments_init) */
 static rf_lock_opts_t g_lock_opts; /* try-lock, TTL = the payment lease */
@@ -207,11 +221,12 @@ static void finish(srv_rq_t *rq, pay_t *st, bool replayed) {
 
 static void locked(srv_rq_t *rq, pay_t *st) {
   if (st->lock_status != 0) { /* waited a whole lease for a stale holder */
+    release_locks(st);
     reply_in_progress(rq, st->id);
     return;
   }
   st->have_kmutex = true;
-  int rc = rf_lock_acquire(g_lock, st->key, &g_lock_opts, &st->lease);
+  int rc = st->have_lease ? 0 : rf_lock_acquire(g_lock, st->key, &g_lock_opts, &st->lease);
   if (rc != 0) {
     release_locks(st);
     if (rc == RF_EBUSY || rc == RF_ETIMEDOUT)
@@ -241,18 +256,38 @@ static void lock_and_charge(srv_rq_t *rq, pay_t *st) {
     return;
   }
   if (rc != RF_EBUSY) {
+    release_locks(st);
     srv_rq_reply_status(rq, rc, "payments");
     return;
   }
   srv_rq_suspend(rq); /* before the hand-off: on_kmutex may run on any thread, even now */
   rc = rf_kmutex_lock_cb(g_km, st->key, (int)g_lease_ms, srv_rq_app(rq)->timer, on_kmutex, rq);
-  if (rc != 0)
+  if (rc != 0) {
+    release_locks(st);
     srv_rq_reply_status(rq, rc, "payments");
+  }
+}
+
+/* With --redis the lease is taken BEFORE the idempotency claim: a Redis
+ * that is down then fails the request closed (503 + Retry-After) without
+ * leaving a claimed record behind that would answer 409 until its lease
+ * ran out; a holder in another instance answers 409 at once. */
+static int lock_first(srv_rq_t *rq, pay_t *st) {
+  if (!srv_rq_app(rq)->redis)
+    return 0;
+  int rc = rf_lock_acquire(g_lock, st->key, &g_lock_opts, &st->lease);
+  if (rc == RF_EBUSY || rc == RF_ETIMEDOUT)
+    reply_in_progress(rq, st->id);
+  else if (rc != 0)
+    srv_rq_reply_status(rq, rc, "payments lock"); /* RF_EUNAVAIL: 503, fail closed */
+  else
+    st->have_lease = true;
+  return rc;
 }
 
 static void start(srv_rq_t *rq) {
   pay_t *st = pay_decode(rq);
-  if (st == NULL)
+  if (st == NULL || lock_first(rq, st) != 0)
     return;
   char fpr[48];
   snprintf(fpr, sizeof fpr, "amount=%lld", (long long)st->amount);
@@ -260,9 +295,12 @@ static void start(srv_rq_t *rq) {
   int rc = rf_store_payment_begin(srv_rq_app(rq)->store, st->id, st->amount, fpr, g_lease_ms,
                                   g_owner, &rec);
   if (rc != 0) {
+    release_locks(st);
     srv_rq_reply_status(rq, rc, "payments");
     return;
   }
+  if (rec.claim == RF_PAY_MISMATCH || rec.claim == RF_PAY_DONE || rec.claim == RF_PAY_BUSY)
+    release_locks(st); /* answered below without charging */
   switch (rec.claim) {
   case RF_PAY_MISMATCH:
     srv_rq_reply_error(rq, 422, "idempotency_mismatch",
@@ -525,7 +563,10 @@ int payments_init(srv_app_t *app, char *err, size_t errlen) {
   snprintf(g_owner, sizeof g_owner, "racefreed-%ld-%016llx", (long)getpid(),
            (unsigned long long)salt);
   int rc = rf_kmutex_create(&g_km);
-  if (rc == 0)
+  g_own_lock = app->redis == NULL;
+  if (rc == 0 && !g_own_lock)
+    g_lock = app->redis; /* one lease per id across every instance sharing Redis */
+  else if (rc == 0)
     rc = rf_lock_create_mem(&g_lock, &g_lock_opts);
   if (rc != 0) {
     snprintf(err, errlen, "payments: cannot create the payment locks: %s", rf_strerror(rc));
@@ -536,7 +577,8 @@ int payments_init(srv_app_t *app, char *err, size_t errlen) {
 
 void payments_fini(srv_app_t *app) {
   (void)app;
-  rf_lock_destroy(g_lock);
+  if (g_own_lock)
+    rf_lock_destroy(g_lock);
   g_lock = NULL;
   rf_kmutex_destroy(g_km);
   g_km = NULL;
