@@ -77,7 +77,7 @@ static int sender_send(srv_app_t *app, const char *job_id, unsigned attempt, con
   uint64_t latency = app->opts->email_latency_ms;
   sleep_ms(latency / 2);
   if (strstr(to, "+fail") != NULL) {
-    snprintf(why, cap, "the mail server refused %s", to);
+    snprintf(why, cap, "the mail server refused the address (+fail)");
     return RF_EIO;
   }
   if (strstr(to, "+flaky") != NULL && attempt == 1) {
