@@ -206,6 +206,53 @@ static void test_jobs(void **state) {
   }
 }
 
+/* ------------------------------------------------------------- cache */
+
+static int64_t loads_total(void) {
+  int64_t sum = 0;
+  for (int i = 0; i < E2E_SCALE_N; i++)
+    sum += e2e_get_int(g_ports[i], "/cache-stats", "loads");
+  return sum;
+}
+
+static void test_cache(void **state) {
+  (void)state;
+  char tag[32], path[96];
+  e2e_scale_tag(tag, sizeof tag);
+  snprintf(path, sizeof path, "/cache/k-%s", tag);
+  int64_t before = loads_total();
+  e2e_req_t reqs[N];
+  e2e_resp_t out[N];
+  same_reqs(reqs, "GET", path, NULL);
+  burst(reqs, out);
+  int ok = e2e_count_status(out, N, 200), distinct = 0;
+  char values[N][160];
+  for (int i = 0; i < N; i++) {
+    values[i][0] = '\0';
+    json_t *j = out[i].status == 200 ? e2e_json(&out[i]) : NULL;
+    const char *v = j ? json_string_value(json_object_get(j, "value")) : NULL;
+    snprintf(values[i], sizeof values[i], "%s", v ? v : "");
+    json_decref(j);
+    int seen = 0;
+    for (int k = 0; k < i && !seen; k++)
+      seen = strcmp(values[k], values[i]) == 0;
+    distinct += !seen;
+  }
+  e2e_print_statuses("cache", out, N);
+  e2e_burst_free(out, N);
+  int64_t loads = loads_total() - before;
+  fprintf(stderr, "  cache: %lld loads over both instances, %d distinct values\n", (long long)loads,
+          distinct);
+  if (g_unsafe) {
+    assert_true(loads > 1);
+    assert_true(distinct > 1);
+  } else {
+    assert_int_equal(ok, N);
+    assert_int_equal(loads, 1);
+    assert_int_equal(distinct, 1);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2 || (strcmp(argv[1], "safe") != 0 && strcmp(argv[1], "unsafe") != 0)) {
     fprintf(stderr, "usage: %s safe|unsafe\n", argv[0]);
@@ -215,7 +262,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_users),   cmocka_unit_test(test_inventory),
       cmocka_unit_test(test_wallets), cmocka_unit_test(test_payments),
-      cmocka_unit_test(test_jobs),
+      cmocka_unit_test(test_jobs),    cmocka_unit_test(test_cache),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -17,19 +17,49 @@
  * is asynchronous: it arms a timer and returns; the timer thread completes
  * the flight (rf_sf_complete), which runs every waiter's callback, which
  * answers its request and resumes its connection. No thread waits.
+ *
+ * Across instances (--redis): the local flight leader does not call the
+ * upstream at once. On the timer thread (the HTTP thread never talks to
+ * Redis here) it looks for a value another instance published
+ * (GET racefree:cache:<key>); if there is none it tries the Redis lock
+ * "cache:<key>" without waiting:
+ *   - won: read the value once more (the previous holder may have
+ *     published and released between our read and our lock), else load
+ *     from the upstream, publish (SET racefree:cache:<key> v PX cache-ttl),
+ *     release, complete the local flight;
+ *   - busy: another instance loads; poll for its value every XPOLL_MS on
+ *     the timer, retrying the lock each time - so when the holder dies
+ *     (its lease runs out without a value) a waiter takes over at once;
+ *   - after a bounded wait (twice the lock's lease) or when Redis is
+ *     unreachable: load locally (the documented fallback: availability
+ *     over the cross-instance guarantee, which then degrades to one load
+ *     per instance, the per-process single-flight still holding).
+ * Failed loads ("fail-" keys) are not published. /cache-stats "loads" then
+ * counts this instance's upstream calls (a flight answered from Redis is
+ * not a load). docs/scaling.md tells the protocol and its limits.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "racefree/cache.h"
 
+#include "log.h"
+#include "redis_kv.h"
 #include "routes.h"
 
 static rf_cache_t *g_cache;
 static _Atomic uint64_t g_load_seq; /* loads of this process, both modes */
+
+#define XPOLL_MS       10       /* a waiting instance looks for the value this often */
+#define XKV_TIMEOUT_MS 200      /* per Redis command: a dead Redis costs this much at most */
+static srv_kv_t *g_kv;          /* --redis: published values (NULL: off) */
+static rf_lock_opts_t g_xopts;  /* try-lock, lease = 2 x upstream latency + 1 s */
+static uint64_t g_xwait_ms;     /* bounded wait for another instance's load */
+static _Atomic long g_xpending; /* cross-instance loads not yet completed */
 
 /* ------------------------------------------------------------ the upstream */
 
@@ -96,15 +126,91 @@ typedef struct {
   srv_app_t *app;
   rf_sf_call_t *call;
   char key[SRV_ID_MAX + 1];
+  bool cross;            /* a cross-instance load (counted in g_xpending) */
+  uint64_t give_up_ns;   /* cross: then load locally */
+  rf_lock_lease_t lease; /* cross: the Redis lock, while we load */
 } load_t;
+
+static void complete(load_t *l, int status, char *value) {
+  if (rf_sf_complete(l->call, status, value, value ? strlen(value) : 0, free) != 0)
+    free(value);
+  if (l->cross)
+    atomic_fetch_sub(&g_xpending, 1);
+  free(l);
+}
 
 static void load_fire(void *arg) { /* timer thread: the upstream answered */
   load_t *l = arg;
   char *value = NULL;
   int status = upstream_fetch(l->app, l->key, &value);
-  if (rf_sf_complete(l->call, status, value, value ? strlen(value) : 0, free) != 0)
-    free(value);
-  free(l);
+  complete(l, status, value);
+}
+
+/* ---- across instances (--redis), all on the timer thread ---- */
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void vkey(const load_t *l, char *out, size_t cap) {
+  snprintf(out, cap, "racefree:cache:%s", l->key);
+}
+
+/* Arm fn(l) after ms; a refused timer completes the flight with its error. */
+static void x_after(load_t *l, uint64_t ms, rf_timer_fn fn) {
+  int rc = rf_timer_after(l->app->timer, ms, fn, l, NULL);
+  if (rc != 0)
+    complete(l, rc, NULL);
+}
+
+/* The lock holder: the upstream answered. Publish, release, complete. */
+static void x_fire(void *arg) {
+  load_t *l = arg;
+  char *value = NULL, k[SRV_ID_MAX + 32];
+  int status = upstream_fetch(l->app, l->key, &value);
+  vkey(l, k, sizeof k);
+  if (status == 0 && srv_kv_set_px(g_kv, k, value, strlen(value), l->app->opts->cache_ttl_ms) != 0)
+    srv_log(SRV_LOG_WARN, "cache: cannot publish %s in Redis", l->key);
+  rf_lock_release(l->app->redis, &l->lease); /* RF_ESTATE: expired; the value is published */
+  complete(l, status, value);
+}
+
+static void x_poll(void *arg) {
+  load_t *l = arg;
+  char k[SRV_ID_MAX + 32], lk[SRV_ID_MAX + 16];
+  char *value = NULL;
+  uint64_t latency = l->app->opts->upstream_latency_ms;
+  vkey(l, k, sizeof k);
+  int rc = srv_kv_get(g_kv, k, &value, NULL);
+  if (rc == 0) { /* another instance loaded it */
+    complete(l, 0, value);
+    return;
+  }
+  if (rc == RF_ENOENT) {
+    snprintf(lk, sizeof lk, "cache:%s", l->key);
+    rc = rf_lock_acquire(l->app->redis, lk, &g_xopts, &l->lease);
+    if (rc == 0) {
+      if (srv_kv_get(g_kv, k, &value, NULL) == 0) { /* published just before we locked */
+        rf_lock_release(l->app->redis, &l->lease);
+        complete(l, 0, value);
+      } else {
+        x_after(l, latency, x_fire);
+      }
+      return;
+    }
+    if ((rc == RF_EBUSY || rc == RF_ETIMEDOUT) && mono_ns() < l->give_up_ns) {
+      x_after(l, XPOLL_MS, x_poll); /* the holder loads: wait for its value */
+      return;
+    }
+  }
+  /* Redis unreachable, or the holder neither published nor let go within
+   * the bounded wait: load here (the per-process single-flight holds). */
+  srv_log(SRV_LOG_WARN, "cache: %s loaded locally (%s)", l->key,
+          rc == RF_EBUSY || rc == RF_ETIMEDOUT ? "waited too long for another instance"
+                                               : rf_strerror(rc));
+  x_after(l, latency, load_fire);
 }
 
 static void loader(rf_sf_call_t *call, const char *key, void *arg) {
@@ -116,9 +222,19 @@ static void loader(rf_sf_call_t *call, const char *key, void *arg) {
   }
   l->app = app;
   l->call = call;
+  l->cross = g_kv != NULL;
   snprintf(l->key, sizeof l->key, "%s", key);
-  int rc = rf_timer_after(app->timer, app->opts->upstream_latency_ms, load_fire, l, NULL);
+  int rc;
+  if (l->cross) { /* Redis is talked to on the timer thread, not here */
+    atomic_fetch_add(&g_xpending, 1);
+    l->give_up_ns = mono_ns() + g_xwait_ms * 1000000u;
+    rc = rf_timer_after(app->timer, 0, x_poll, l, NULL);
+  } else {
+    rc = rf_timer_after(app->timer, app->opts->upstream_latency_ms, load_fire, l, NULL);
+  }
   if (rc != 0) {
+    if (l->cross)
+      atomic_fetch_sub(&g_xpending, 1);
     free(l);
     rf_sf_complete(call, rc, NULL, 0, NULL);
   }
@@ -148,6 +264,8 @@ static void get_safe(srv_rq_t *rq) {
 static void stats_safe(srv_rq_t *rq) {
   rf_cache_stats_t s;
   rf_cache_stats(g_cache, &s);
+  if (g_kv != NULL) /* flights answered from Redis are not loads */
+    s.loads = atomic_load(&g_load_seq);
   srv_rq_reply_json(rq, 200,
                     json_pack("{s:I,s:I,s:I,s:I}", "loads", (json_int_t)s.loads, "hits",
                               (json_int_t)s.hits, "shared", (json_int_t)s.shared, "misses",
@@ -338,13 +456,35 @@ int cache_init(srv_app_t *app, char *err, size_t errlen) {
   rf_cache_opts_t o = {.max_entries = (size_t)app->opts->cache_max_entries,
                        .ttl_ms = app->opts->cache_ttl_ms};
   int rc = rf_cache_create(&g_cache, &o);
-  if (rc != 0)
+  if (rc != 0) {
     snprintf(err, errlen, "cannot create the cache: %s", rf_strerror(rc));
+    return rc;
+  }
+  if (app->redis != NULL && !app->opts->unsafe) {
+    rf_lock_opts_t lo = RF_LOCK_OPTS_DEFAULT;
+    lo.ttl_ms = 2 * app->opts->upstream_latency_ms + 1000;
+    lo.attempts = 1;
+    g_xopts = lo;
+    g_xwait_ms = 2 * lo.ttl_ms;
+    rc = srv_kv_open(&g_kv, app->opts->redis, XKV_TIMEOUT_MS);
+    if (rc != 0) {
+      snprintf(err, errlen, "cache: --redis %s: %s", app->opts->redis, rf_strerror(rc));
+      cache_fini(app);
+    }
+  }
   return rc;
 }
 
 void cache_fini(srv_app_t *app) {
   (void)app;
+  /* Cross-instance loads still pending run on the timer, which is still
+   * up: let them finish (bounded by the wait and the Redis timeouts). */
+  for (int i = 0; i < 1000 && atomic_load(&g_xpending) > 0; i++) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  srv_kv_close(g_kv);
+  g_kv = NULL;
   rf_cache_destroy(g_cache);
   g_cache = NULL;
   naive_clear();
