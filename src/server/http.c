@@ -55,10 +55,10 @@
 
 #define BODY_LIMIT        ((size_t)1024 * 1024) /* API.md: request bodies over 1 MiB get 413 */
 #define BODY_DISCARD_MAX  (16 * BODY_LIMIT)     /* beyond this, an oversized upload is cut off */
-#define LARGE_BODY_LIMIT  (16u * BODY_LIMIT) /* SRV_ROUTE_LARGE_BODY routes (images: 16 MiB) */
+#define LARGE_BODY_LIMIT  (16u * BODY_LIMIT)    /* SRV_ROUTE_LARGE_BODY routes (images: 16 MiB) */
 #define RQ_MAX_HEADERS    8
 #define RQ_MAX_QUERIES    8
-#define CONN_MEMORY_LIMIT ((size_t)128 * 1024)
+#define CONN_MEMORY_LIMIT ((size_t)32 * 1024) /* libmicrohttpd's default; zeroed per request */
 
 enum rq_state { RQ_RECEIVING, RQ_RUNNING, RQ_WAKE, RQ_DONE };
 
