@@ -28,7 +28,14 @@ static void pg_fresh(char *url, size_t cap, const char *extra) {
   rf_test_pg_schema_url(url, cap, extra, NULL, NULL);
 }
 
-static const store_backend_t pg_backend = {"postgres", pg_fresh, rf_test_pg_int, rf_test_pg_drop};
+/* A private cluster is deleted whole at exit: dropping each test's schema
+ * would only cost time. Someone else's server gets its schemas back. */
+static void pg_remove(const char *url) {
+  if (!rf_test_pg_private())
+    rf_test_pg_drop(url);
+}
+
+static const store_backend_t pg_backend = {"postgres", pg_fresh, rf_test_pg_int, pg_remove};
 
 /* A store on a fresh schema; extra URL parameters and server options. */
 static rf_store_t *open_fresh(char *url, size_t cap, const char *extra, const char *pgopts) {

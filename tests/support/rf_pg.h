@@ -4,9 +4,10 @@
  * server someone else runs: CI service, developer machine); otherwise a
  * private cluster that the first call to rf_test_pg_url() creates with
  * scripts/pg.sh in a fresh mkdtemp directory (initdb once per test
- * program) and that is stopped and deleted when the program exits - by an
- * atexit handler of the process that started it, and, should that process
- * crash, by a watchdog process that notices its end through a pipe.
+ * program) and that is stopped and deleted when the program ends, however
+ * it ends (exit, crash, killed by a timeout): by a watchdog process that
+ * notices the end through a pipe only the program holds (or, if the
+ * watchdog could not be started, by an atexit handler).
  *
  * The tests never pass silently without PostgreSQL: if neither works, the
  * first call fails the test. (Set RF_TEST_PG_URL to use another server.)
