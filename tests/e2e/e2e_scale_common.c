@@ -72,14 +72,22 @@ int e2e_scale_open(e2e_scale_t *sc, const char *const *extra) {
       sc->up++;
   }
   if (rc != 0)
-    e2e_scale_close(sc);
+    (void)e2e_scale_close(sc);
   return rc;
 }
 
-void e2e_scale_close(e2e_scale_t *sc) {
-  for (int i = 0; i < sc->up; i++)
-    if (sc->srv[i].pid > 0)
-      e2e_server_stop(&sc->srv[i]);
+int e2e_scale_close(e2e_scale_t *sc) {
+  int unclean = 0;
+  for (int i = 0; i < sc->up; i++) {
+    if (sc->srv[i].pid <= 0)
+      continue;
+    e2e_server_t *s = &sc->srv[i];
+    int st = e2e_server_stop(s);
+    if (st != 0) {
+      fprintf(stderr, "instance %d exited with status %d\n", i, st);
+      unclean++;
+    }
+  }
   sc->up = 0;
   if (sc->redis_dir[0] != '\0') {
     e2e_scale_redis_stop(sc);
@@ -89,6 +97,7 @@ void e2e_scale_close(e2e_scale_t *sc) {
       fprintf(stderr, "cannot remove %s\n", sc->redis_dir);
     sc->redis_dir[0] = '\0';
   }
+  return unclean;
 }
 
 const char *e2e_scale_tag(char *buf, size_t cap) {

@@ -33,8 +33,10 @@ typedef struct {
 int e2e_scale_open(e2e_scale_t *sc, const char *const *extra);
 /* (Re)start instance i with the same arguments. */
 int e2e_scale_start(e2e_scale_t *sc, int i, const char *const *extra);
-/* Stop the instances (SIGTERM) and Redis. */
-void e2e_scale_close(e2e_scale_t *sc);
+/* Stop the instances (SIGTERM) and Redis. Returns how many instances did
+ * not exit cleanly (a sanitizer's report makes the exit status non-zero;
+ * RF_E2E_KEEP=1 keeps the instances' logs). */
+int e2e_scale_close(e2e_scale_t *sc);
 
 int e2e_scale_redis_stop(e2e_scale_t *sc);
 int e2e_scale_redis_start(e2e_scale_t *sc);
