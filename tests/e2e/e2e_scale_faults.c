@@ -111,7 +111,7 @@ static int pay_until_done(const char *body) {
 
 static int64_t charges(const char *id) {
   char path[128];
-  snprintf(path, sizeof path, "/charges?paymentId=%s", id);
+  snprintf(path, sizeof path, "/charges?paymentId=%.63s", id);
   return e2e_get_int(g_ports[0], path, "count");
 }
 
@@ -139,10 +139,10 @@ static void test_kill9(void **state) {
     snprintf(ids[k], sizeof ids[k], "k9-%s-%d", tag, k);
     bool pay = i % 4 < 2; /* payments and mails, each over both instances */
     if (pay)
-      snprintf(bodies[i], sizeof bodies[i], "{\"paymentId\":\"%s\",\"amount\":7}", ids[k]);
+      snprintf(bodies[i], sizeof bodies[i], "{\"paymentId\":\"%.63s\",\"amount\":7}", ids[k]);
     else
-      snprintf(bodies[i], sizeof bodies[i], "{\"userId\":\"%s\",\"email\":\"%s@example.com\"}",
-               ids[k], ids[k]);
+      snprintf(bodies[i], sizeof bodies[i],
+               "{\"userId\":\"%.63s\",\"email\":\"%.63s@example.com\"}", ids[k], ids[k]);
     reqs[i] = (e2e_req_t){
         .method = "POST", .path = pay ? "/payments" : "/emails/welcome", .body = bodies[i]};
   }
@@ -156,25 +156,26 @@ static void test_kill9(void **state) {
   e2e_scale_ports(&g_sc, g_ports);
   for (int k = 0; k < IDS; k++) {
     char body[128];
-    snprintf(body, sizeof body, "{\"paymentId\":\"%s\",\"amount\":7}", ids[k]);
+    snprintf(body, sizeof body, "{\"paymentId\":\"%.63s\",\"amount\":7}", ids[k]);
     assert_int_equal(pay_until_done(body), 201); /* recovered after the lease */
     assert_int_equal(charges(ids[k]), 1);
   }
   for (int k = 0; k < IDS; k++) { /* every mail sent, once; re-enqueues are duplicates */
     char body[192], path[160], jpath[128], st[32] = "";
-    snprintf(body, sizeof body, "{\"userId\":\"%s\",\"email\":\"%s@example.com\"}", ids[k], ids[k]);
+    snprintf(body, sizeof body, "{\"userId\":\"%.63s\",\"email\":\"%.63s@example.com\"}", ids[k],
+             ids[k]);
     e2e_resp_t r = {0};
     e2e_call(g_ports[k % 2], "POST", "/emails/welcome", body, &r);
     assert_true(r.status == 200 || r.status == 202);
     e2e_resp_free(&r);
-    snprintf(jpath, sizeof jpath, "/jobs/welcome-%s", ids[k]);
+    snprintf(jpath, sizeof jpath, "/jobs/welcome-%.63s", ids[k]);
     for (int i = 0; i < 300 && strcmp(st, "completed") != 0; i++) {
       e2e_get_str(g_ports[i % 2], jpath, "status", st, sizeof st);
       if (strcmp(st, "completed") != 0)
         usleep(25 * 1000);
     }
     assert_string_equal(st, "completed");
-    snprintf(path, sizeof path, "/emails/sent?to=%s@example.com", ids[k]);
+    snprintf(path, sizeof path, "/emails/sent?to=%.63s@example.com", ids[k]);
     assert_int_equal(e2e_get_int(g_ports[0], path, "count"), 1);
   }
 }
@@ -193,7 +194,7 @@ static void test_redis(void **state) {
   e2e_resp_t out[N];
   for (int i = 0; i < N; i++) {
     snprintf(ids[i], sizeof ids[i], "rd-%s-%d", tag, i % IDS);
-    snprintf(bodies[i], sizeof bodies[i], "{\"paymentId\":\"%s\",\"amount\":9}", ids[i]);
+    snprintf(bodies[i], sizeof bodies[i], "{\"paymentId\":\"%.63s\",\"amount\":9}", ids[i]);
     reqs[i] = (e2e_req_t){.method = "POST", .path = "/payments", .body = bodies[i]};
   }
   fault_t f;
@@ -208,7 +209,7 @@ static void test_redis(void **state) {
   /* During the outage: fail closed, quickly, with Retry-After. */
   for (int i = 0; i < N; i++) {
     snprintf(ids[i], sizeof ids[i], "rdo-%s-%d", tag, i);
-    snprintf(bodies[i], sizeof bodies[i], "{\"paymentId\":\"%s\",\"amount\":9}", ids[i]);
+    snprintf(bodies[i], sizeof bodies[i], "{\"paymentId\":\"%.63s\",\"amount\":9}", ids[i]);
   }
   double t0 = e2e_now_ms();
   assert_int_equal(e2e_burst_ports(g_ports, E2E_SCALE_N, N, reqs, out, TIMEOUT_MS), 0);
@@ -226,7 +227,7 @@ static void test_redis(void **state) {
   for (int k = 0; k < IDS; k++) { /* the first burst's ids: finish, one charge each */
     char id[64], body[128];
     snprintf(id, sizeof id, "rd-%s-%d", tag, k);
-    snprintf(body, sizeof body, "{\"paymentId\":\"%s\",\"amount\":9}", id);
+    snprintf(body, sizeof body, "{\"paymentId\":\"%.63s\",\"amount\":9}", id);
     assert_int_equal(pay_until_done(body), 201);
     assert_int_equal(charges(id), 1);
   }
@@ -314,7 +315,7 @@ static void test_sigstop(void **state) {
   char tag[32], id[64], body[128];
   e2e_scale_tag(tag, sizeof tag);
   snprintf(id, sizeof id, "stop-%s", tag);
-  snprintf(body, sizeof body, "{\"paymentId\":\"%s\",\"amount\":5}", id);
+  snprintf(body, sizeof body, "{\"paymentId\":\"%.63s\",\"amount\":5}", id);
   call_t first = {.body = body};
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, pay_on_first, &first), 0);
