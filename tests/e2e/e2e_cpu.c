@@ -295,7 +295,7 @@ static void test_large_body_only_for_images(void **state) {
   void *png = NULL;
   size_t len = 0;
   assert_int_equal(img_encode_png(&img, &png, &len), IMG_OK);
-  assert_true(len > 2u * 1024 * 1024);
+  assert_true(len > (size_t)2 * 1024 * 1024);
   e2e_resp_t r;
   post_bytes(g.srv.port, "/images/process?filters=invert", "image/png", png, len, &r);
   assert_int_equal(r.status, 200);

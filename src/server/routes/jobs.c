@@ -122,8 +122,10 @@ static int decode_welcome(srv_rq_t *rq, welcome_req_t *req, char job_id[RF_QUEUE
                        RF_QUEUE_ID_MAX);
     return RF_EINVAL;
   }
+  size_t n = strlen(req->user); /* <= USER_MAX: fits with the prefix */
   memcpy(job_id, JOB_PREFIX, JOB_PREFIX_LEN);
-  memcpy(job_id + JOB_PREFIX_LEN, req->user, strlen(req->user) + 1); /* fits: checked above */
+  memcpy(job_id + JOB_PREFIX_LEN, req->user, n);
+  job_id[JOB_PREFIX_LEN + n] = '\0';
   return 0;
 }
 
