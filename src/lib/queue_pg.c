@@ -674,7 +674,7 @@ static int rf__pgq_parse(rf__pgq_t *s, const char *url) {
 }
 
 /* Create the table and index unless they are there (see the top). */
-static int rf__pgq_schema(rf__pgq_t *s, rf__pgconn_t *c) {
+static int rf__pgq_schema(rf__pgconn_t *c) {
   int64_t deadline = rf__pgq_now() + 60000; /* DDL may wait for other sessions */
   if (!PQsendQuery(c->pg, "SELECT to_regclass('rf_jobs') IS NOT NULL")) {
     return RF_EUNAVAIL;
@@ -804,7 +804,7 @@ static int rf__pgq_open_scheme(rf_queue_t *q, const char *scheme, const char *ta
   rf__pgconn_t *c = s->idle;
   rc = rf__pgq_connect(s, c, rf__pgq_now() + s->timeout_ms + RF__PGQ_GRACE_MS);
   if (rc == 0) {
-    rc = rf__pgq_schema(s, c);
+    rc = rf__pgq_schema(c);
   }
   if (rc != 0) {
     rf__pgq_close(s);

@@ -41,7 +41,7 @@ int store_suite_teardown(void **state) {
 
 static void test_open_twice_is_idempotent(void **state) {
   store_fixture_t *f = *state;
-  int64_t id;
+  int64_t id = 0;
   assert_string_equal(rf_store_kind(f->s), f->be->kind);
   assert_int_equal(rf_store_ping(f->s), 0);
   assert_int_equal(rf_store_user_create(f->s, "a@b.c", &id), 0);
@@ -75,7 +75,7 @@ static void test_concurrent_open_processes(void **state) {
     assert_true(pids[i] >= 0);
     if (pids[i] == 0) {
       rf_store_t *s = NULL;
-      int64_t id;
+      int64_t id = 0;
       char email[32];
       snprintf(email, sizeof email, "p%d@x.y", i);
       int rc = rf_store_open(url, &s);
@@ -115,7 +115,7 @@ static void test_refuses_across_fork(void **state) {
 
 static void test_users(void **state) {
   store_fixture_t *f = *state;
-  int64_t a, b, again = -3;
+  int64_t a = 0, b = 0, again = -3;
   char email[RF_STORE_EMAIL_MAX + 1];
   assert_int_equal(rf_store_user_create(f->s, "alice@example.com", &a), 0);
   assert_int_equal(rf_store_user_create(f->s, "bob@example.com", &b), 0);
@@ -152,7 +152,7 @@ static void test_users(void **state) {
 static void test_users_unchecked(void **state) {
   store_fixture_t *f = *state;
   int found = -1;
-  int64_t a, b, safe;
+  int64_t a = 0, b = 0, safe = 0;
   char email[RF_STORE_EMAIL_MAX + 1];
   assert_int_equal(rf_store_user_find_unchecked(f->s, "d@x.y", &found), 0);
   assert_int_equal(found, 0);
@@ -300,7 +300,7 @@ static void sum(const shared_t *sh, int *ok, int *conflict, int *other) {
 static void purchase_worker(void *arg, int idx) {
   shared_t *sh = arg;
   for (int i = 0; i < sh->per_thread; i++) {
-    int64_t left;
+    int64_t left = 0;
     int rc = rf_store_item_purchase(sh->s, "hot", 1, &left);
     if (rc == 0)
       sh->ok[idx]++;
@@ -321,7 +321,7 @@ static void test_concurrent_purchases(void **state) {
   sum(&sh, &ok, &conflict, &other);
   assert_int_equal(other, 0);
   assert_int_equal(ok, stock);
-  assert_int_equal(conflict, NTHREADS * sh.per_thread - stock);
+  assert_int_equal(conflict, (int64_t)NTHREADS * sh.per_thread - stock);
   int64_t final = -1;
   assert_int_equal(rf_store_item_get(f->s, "hot", &final), 0);
   assert_int_equal(final, 0);
@@ -331,7 +331,7 @@ static void withdraw_worker(void *arg, int idx) {
   shared_t *sh = arg;
   for (int i = 0; i < sh->per_thread; i++) {
     for (;;) { /* the optimistic loop of the withdraw route */
-      int64_t b, v;
+      int64_t b = 0, v = 0;
       int rc = rf_store_wallet_get(sh->s, "w", &b, &v);
       if (rc != 0) {
         sh->other[idx]++, sh->last_other[idx] = rc;
@@ -364,7 +364,7 @@ static void test_concurrent_wallet_cas(void **state) {
   int ok, conflict, other;
   sum(&sh, &ok, &conflict, &other);
   assert_int_equal(other, 0);
-  int64_t b, v;
+  int64_t b = 0, v = 0;
   assert_int_equal(rf_store_wallet_get(f->s, "w", &b, &v), 0);
   assert_int_equal(b, initial - 3 * (int64_t)ok);
   assert_int_equal(v, 1 + ok);
@@ -377,7 +377,7 @@ static void test_concurrent_wallet_cas(void **state) {
 static void withdraw_naive_worker(void *arg, int idx) {
   shared_t *sh = arg;
   for (int i = 0; i < sh->per_thread; i++) {
-    int64_t b;
+    int64_t b = 0;
     if (rf_store_wallet_get(sh->s, "n", &b, NULL) != 0 || b < 1) {
       sh->other[idx]++;
       continue;
@@ -399,14 +399,14 @@ static void test_naive_wallet_loses_updates(void **state) {
   int ok = 0;
   for (int i = 0; i < NTHREADS; i++)
     ok += sh.ok[i];
-  int64_t b;
+  int64_t b = 0;
   assert_int_equal(rf_store_wallet_get(f->s, "n", &b, NULL), 0);
   assert_true(b > initial - ok); /* some successful withdrawals were lost */
 }
 
 static void signup_worker(void *arg, int idx) {
   shared_t *sh = arg;
-  int64_t id;
+  int64_t id = 0;
   int rc = rf_store_user_create(sh->s, sh->email, &id);
   if (rc == 0)
     sh->ok[idx]++;
@@ -436,7 +436,7 @@ static void test_concurrent_signups(void **state) {
 /* ------------------------------------------------------------ payments */
 
 static rf_payment_t pay_begin(rf_store_t *s, const char *id, int64_t amount, uint64_t lease_ms) {
-  rf_payment_t p;
+  rf_payment_t p = {0};
   char fpr[64];
   snprintf(fpr, sizeof fpr, "amount=%lld", (long long)amount);
   int rc = rf_store_payment_begin(s, id, amount, fpr, lease_ms, "test", &p);
@@ -464,7 +464,7 @@ static void test_payment_claim_busy_mismatch_done(void **state) {
   p = pay_begin(f->s, "p1", 101, 60000);
   assert_int_equal(p.claim, RF_PAY_MISMATCH);
   assert_int_equal(p.amount, 100);
-  rf_payment_t q;
+  rf_payment_t q = {0};
   assert_int_equal(rf_store_payment_begin(f->s, "p1", 100, "other", 1000, "t", &q), 0);
   assert_int_equal(q.claim, RF_PAY_MISMATCH);
   /* only the current token finishes, once */
@@ -504,7 +504,7 @@ static void test_payment_claim_busy_mismatch_done(void **state) {
 
 static void test_payment_bad_arguments(void **state) {
   store_fixture_t *f = *state;
-  rf_payment_t p;
+  rf_payment_t p = {0};
   char big[RF_STORE_BODY_MAX + 2];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -526,8 +526,8 @@ static void test_payment_bad_arguments(void **state) {
   assert_int_equal(rf_store_charge_record_unchecked(f->s, "", 1, 0, NULL), RF_EINVAL);
   assert_int_equal(rf_store_charge_stats(f->s, NULL, NULL, NULL), RF_EINVAL);
   assert_int_equal(rf_store_payment_put_unchecked(f->s, "p", 0, 0, 201, "", "{}"), RF_EINVAL);
-  int first;
-  int64_t n;
+  int first = 0;
+  int64_t n = 0;
   assert_int_equal(rf_store_email_send(f->s, "j", 0, "a@b", &first), RF_EINVAL);
   assert_int_equal(rf_store_email_send(f->s, "j", 1, "", &first), RF_EINVAL);
   assert_int_equal(rf_store_email_send(f->s, "", 1, "a@b", &first), RF_EINVAL);
@@ -555,7 +555,7 @@ static void test_payment_takeover_fences_stale_holder(void **state) {
   assert_int_equal(b.token, 2);
   assert_false(b.has_charge);
   assert_int_equal(rf_store_charge_record(f->s, "pay", 50, 0, a.token, NULL), RF_ESTALE);
-  rf_charge_t ch;
+  rf_charge_t ch = {0};
   assert_int_equal(rf_store_charge_record(f->s, "pay", 50, 0, b.token, &ch), 0);
   assert_int_equal(ch.token, 2);
   assert_int_equal(ch.amount, 50);
@@ -566,7 +566,7 @@ static void test_payment_takeover_fences_stale_holder(void **state) {
   assert_int_equal(charges(f->s, "pay", &total), 1);
   assert_int_equal(total, 50);
   /* the naive twin: same interleaving, no fence */
-  rf_charge_t c1, c2;
+  rf_charge_t c1 = {0}, c2 = {0};
   assert_int_equal(rf_store_charge_record_unchecked(f->s, "naive", 50, 0, &c1), 0); /* B */
   assert_int_equal(rf_store_charge_record_unchecked(f->s, "naive", 50, 0, &c2), 0); /* late A */
   assert_string_not_equal(c1.charge_id, c2.charge_id);
@@ -576,7 +576,7 @@ static void test_payment_takeover_fences_stale_holder(void **state) {
                    0);
   assert_int_equal(rf_store_payment_put_unchecked(f->s, "naive", 50, 0, 201, c1.charge_id, "{}"),
                    0);
-  rf_payment_t q;
+  rf_payment_t q = {0};
   assert_int_equal(rf_store_payment_get(f->s, "naive", &q), 0);
   assert_string_equal(q.charge_id, c1.charge_id); /* the last write won */
 }
@@ -586,7 +586,7 @@ static void test_payment_takeover_fences_stale_holder(void **state) {
 static void test_payment_takeover_reports_charge(void **state) {
   store_fixture_t *f = *state;
   rf_payment_t a = pay_begin(f->s, "pay", 70, 1);
-  rf_charge_t ch;
+  rf_charge_t ch = {0};
   assert_int_equal(rf_store_charge_record(f->s, "pay", 70, 0, a.token, &ch), 0);
   assert_int_equal(rf_store_charge_record(f->s, "pay", 70, 0, a.token, NULL), 0); /* same token */
   rf_test_sleep_ms(5);
@@ -617,7 +617,7 @@ typedef struct {
 
 static void begin_worker(void *arg, int idx) {
   claim_race_t *r = arg;
-  rf_payment_t p;
+  rf_payment_t p = {0};
   r->err[idx] = rf_store_payment_begin(r->s, "hot", 10, "amount=10", r->lease_ms, "w", &p);
   r->claim[idx] = r->err[idx] == 0 ? (int)p.claim : -1;
 }
@@ -645,7 +645,7 @@ static void test_payment_concurrent_claims(void **state) {
 
 static void begin_slow_worker(void *arg, int idx) {
   claim_race_t *r = arg;
-  rf_payment_t p;
+  rf_payment_t p = {0};
   r->err[idx] = rf_store_payment_begin(r->s, "slow", 10, "amount=10", r->lease_ms, "w", &p);
   r->claim[idx] = r->err[idx] == 0 ? (int)p.claim : -1;
 }
@@ -659,7 +659,7 @@ static void test_payment_concurrent_recoverers(void **state) {
   rf_test_run_parallel(NRACE, begin_slow_worker, &r);
   assert_int_equal(count_claims(&r, RF_PAY_TAKEN_OVER), 1);
   assert_int_equal(count_claims(&r, RF_PAY_BUSY), NRACE - 1);
-  rf_payment_t p;
+  rf_payment_t p = {0};
   assert_int_equal(rf_store_payment_get(f->s, "slow", &p), 0);
   assert_int_equal(p.token, 2);
 }
@@ -710,7 +710,7 @@ static void storm_worker(void *arg, int idx) {
   while (atomic_load(&st->done) < NPAY) {
     char id[16];
     snprintf(id, sizeof id, "pay-%u", (unsigned)rand_r(&seed) % NPAY);
-    rf_payment_t p;
+    rf_payment_t p = {0};
     int rc = rf_store_payment_begin(st->s, id, 9, "amount=9", 30, "w", &p);
     if (rc == 0 && (p.claim == RF_PAY_CLAIMED || p.claim == RF_PAY_TAKEN_OVER)) {
       rf_charge_t ch = p.charge;
@@ -746,7 +746,7 @@ static void test_payment_exactly_once_under_stalls(void **state) {
     int64_t total = 0;
     assert_int_equal(charges(f->s, id, &total), 1);
     assert_int_equal(total, 9);
-    rf_payment_t p;
+    rf_payment_t p = {0};
     assert_int_equal(rf_store_payment_get(f->s, id, &p), 0);
     assert_int_equal(p.claim, RF_PAY_DONE);
     char sql[160];
@@ -847,7 +847,7 @@ const struct CMUnitTest *store_suite_tests(const store_backend_t *be, size_t *n)
   assert_non_null(t);
   for (size_t i = 0; i < NSUITE; i++) {
     t[i] = suite[i];
-    t[i].initial_state = (void *)(uintptr_t)be;
+    t[i].initial_state = (void *)be;
   }
   *n = NSUITE;
   return t;

@@ -148,7 +148,7 @@ static void test_pg_constraints_live(void **state) {
   (void)state;
   char url[512];
   rf_store_t *s = open_fresh(url, sizeof url, NULL, NULL);
-  int64_t id;
+  int64_t id = 0;
   assert_int_equal(rf_store_user_create(s, "x@y.z", &id), 0);
   assert_int_equal(rf_store_user_create(s, "x@y.z", &id), RF_EEXIST);
   assert_int_equal(rf_store_item_put(s, "thin", 1), 0);
@@ -174,7 +174,7 @@ static void buy_worker(void *arg, int idx) {
   (void)idx;
   load_t *l = arg;
   for (int i = 0; i < l->per_thread; i++) {
-    int64_t left;
+    int64_t left = 0;
     int rc = rf_store_item_purchase(l->s, "hot", 1, &left);
     if (rc == 0)
       atomic_fetch_add(&l->ok, 1);
@@ -202,7 +202,7 @@ static void test_pg_pool_knob(void **state) {
   assert_int_equal(atomic_load(&l.other), 0);
   assert_int_equal(atomic_load(&l.busy), 0);
   assert_int_equal(atomic_load(&l.ok), stock);
-  assert_int_equal(atomic_load(&l.conflict), 8 * l.per_thread - stock);
+  assert_int_equal(atomic_load(&l.conflict), (int64_t)8 * l.per_thread - stock);
   rf__pg_stats_t st = stats(s);
   assert_true(st.connects >= 1 && st.connects <= 2);
   assert_int_equal(st.dropped, 0);
@@ -233,7 +233,7 @@ static void cas_worker(void *arg, int idx) {
   cas_t *c = arg;
   for (int i = 0; i < c->per_thread; i++) {
     for (;;) {
-      int64_t b, v;
+      int64_t b = 0, v = 0;
       int rc = rf_store_wallet_get(c->s, "w", &b, &v);
       if (rc == 0 && b < 3) {
         atomic_fetch_add(&c->broke, 1);
@@ -272,7 +272,7 @@ static void test_pg_serializable_retries(void **state) {
   if (atomic_load(&c.other) != 0)
     fail_msg("unexpected %s", rf_err_name(atomic_load(&c.last_other)));
   int ok = atomic_load(&c.ok);
-  int64_t b, v;
+  int64_t b = 0, v = 0;
   assert_int_equal(rf_store_wallet_get(s, "w", &b, &v), 0);
   assert_int_equal(b, initial - 3 * (int64_t)ok);
   assert_int_equal(v, 1 + ok);
@@ -283,7 +283,7 @@ static void test_pg_serializable_retries(void **state) {
   assert_int_equal(rf_store_item_put(s, "hot", stock), 0);
   rf_test_run_parallel(8, buy_worker, &l);
   assert_int_equal(atomic_load(&l.other), 0);
-  int64_t left;
+  int64_t left = 0;
   assert_int_equal(rf_store_item_get(s, "hot", &left), 0);
   assert_int_equal(left, stock - atomic_load(&l.ok));
   rf__pg_stats_t st = stats(s);
@@ -311,12 +311,12 @@ static void test_pg_statement_timeout(void **state) {
   PQclear(r);
   uint64_t t0 = rf_test_now_ms();
   assert_int_equal(rf_store_wallet_cas(s, "w", 1, 50, NULL), RF_EBUSY);
-  int64_t left;
+  int64_t left = 0;
   assert_int_equal(rf_store_item_purchase(s, "i", 1, &left), RF_EBUSY);
   uint64_t took = rf_test_now_ms() - t0;
   assert_true(took >= 500 && took < 3000);
   /* reads do not wait for row locks */
-  int64_t b, v;
+  int64_t b = 0, v = 0;
   assert_int_equal(rf_store_wallet_get(s, "w", &b, &v), 0);
   assert_int_equal(b, 100);
   PQclear(PQexec(c, "COMMIT"));
@@ -402,7 +402,7 @@ static void test_pg_close_in_child(void **state) {
   assert_int_equal(waitpid(pid, &st, 0), pid);
   assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   uint64_t dropped = stats(s).dropped;
-  int64_t v;
+  int64_t v = 0;
   assert_int_equal(rf_store_item_get(s, "i", &v), 0);
   assert_int_equal(stats(s).dropped, dropped); /* the same session still works */
   rf_store_close(s);
@@ -425,7 +425,7 @@ static void test_pg_frozen_backend(void **state) {
   snprintf(app, sizeof app, "rft_frozen_%ld", (long)getpid());
   snprintf(extra, sizeof extra, "pool=1&timeout_ms=400&application_name=%s", app);
   rf_store_t *s = open_fresh(url, sizeof url, extra, NULL);
-  int64_t v;
+  int64_t v = 0;
   assert_int_equal(rf_store_item_put(s, "i", 10), 0);
   assert_int_equal(rf_store_item_purchase(s, "i", 1, &v), 0); /* prepared */
   assert_int_equal(rf_store_item_get(s, "i", &v), 0);
@@ -473,7 +473,7 @@ static void outage_worker(void *arg, int idx) {
   outage_t *o = arg;
   while (!atomic_load(&o->stop)) {
     uint64_t t0 = rf_test_now_ms();
-    int64_t v;
+    int64_t v = 0;
     int rc =
         idx % 2 ? rf_store_item_purchase(o->s, "big", 1, &v) : rf_store_item_get(o->s, "big", &v);
     uint64_t took = rf_test_now_ms() - t0;
@@ -502,7 +502,7 @@ static void *outage_driver(void *arg) {
   assert_int_equal(rf_test_pg_start(), 0);
   /* until the store serves again, without being reopened */
   uint64_t t0 = rf_test_now_ms();
-  int64_t v;
+  int64_t v = 0;
   while (rf_store_item_get(o->s, "big", &v) != 0) {
     assert_true(rf_test_now_ms() - t0 < 10000);
     rf_test_sleep_ms(20);
