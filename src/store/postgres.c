@@ -760,7 +760,10 @@ static int parse_url(pg_store_t *s, const char *url, char *err, size_t errlen) {
 static int migrate(pg_store_t *s, pconn_t *c, char *err, size_t errlen) {
   int64_t deadline = now_ms() + 60000; /* DDL may wait for other sessions */
   int rc = exec_simple(s, c,
-                       "BEGIN; SELECT pg_advisory_xact_lock(" RF__PG_MIGRATION_LOCK ");"
+                       /* the session's statement_timeout would cut the wait
+                        * for another process's migrations short: 60 s here */
+                       "BEGIN; SET LOCAL statement_timeout = 60000;"
+                       " SELECT pg_advisory_xact_lock(" RF__PG_MIGRATION_LOCK ");"
                        " CREATE TABLE IF NOT EXISTS schema_version ("
                        "  version integer PRIMARY KEY,"
                        "  applied_at timestamptz NOT NULL DEFAULT now())",

@@ -357,9 +357,11 @@ static void test_pg_migration_lock(void **state) {
   PGresult *r = PQexec(c, "SELECT pg_advisory_lock(" RF__PG_MIGRATION_LOCK ")");
   assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
   PQclear(r);
-  opener_t o = {.url = url};
+  char slow[600]; /* a wait for the lock longer than timeout_ms is fine */
+  snprintf(slow, sizeof slow, "%s&timeout_ms=200", url);
+  opener_t o = {.url = slow};
   pthread_t t = rf_test_spawn(opener, &o);
-  rf_test_sleep_ms(300);
+  rf_test_sleep_ms(500);
   assert_int_equal(atomic_load(&o.done), 0); /* waiting for the lock */
   assert_int_equal(rf_test_pg_int(url, "SELECT count(*) FROM pg_tables"
                                        " WHERE tablename = 'users' AND schemaname ="
