@@ -10,7 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define RC_PUBLISH_NS (100u * 1000000u)
+#define RC_PUBLISH_NS (100ull * 1000000ull)
 
 typedef struct rc_bworker {
   rc_live_t live; /* first: the monitor finds it at a fixed stride */
@@ -52,7 +52,7 @@ static void rc__bench_cb(rc_conn_t *c, int ev, void *ud) {
     w->tick_err++;
     if (now < w->end) {
       /* back off a little so that a dead target does not spin the loop */
-      rc_loop_timer(&w->loop, now + 10u * 1000000u, rc__bench_retry, c);
+      rc_loop_timer(&w->loop, now + 10ull * 1000000ull, rc__bench_retry, c);
     }
     return;
   } else {

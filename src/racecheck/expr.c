@@ -288,7 +288,7 @@ static rc_expr_t *rc__primary(rc_lex_t *l) {
           }
           if (e->nargs == cap) {
             cap = cap ? cap * 2 : 4;
-            e->args = rc_xrealloc(e->args, cap * sizeof *e->args);
+            e->args = rc_xrealloc(e->args, cap * sizeof(rc_expr_t *));
           }
           e->args[e->nargs++] = a;
           if (rc__is_op(l, ",")) {

@@ -13,7 +13,7 @@ uint32_t rc_hist_index(uint64_t v) {
   if (v > RC_HIST_MAX) {
     v = RC_HIST_MAX;
   }
-  if (v < 2u * RC_HIST_SUB) {
+  if (v < (uint64_t)2 * RC_HIST_SUB) {
     return (uint32_t)v;
   }
   unsigned msb = 63u - (unsigned)__builtin_clzll(v);
@@ -22,7 +22,7 @@ uint32_t rc_hist_index(uint64_t v) {
 }
 
 uint64_t rc_hist_bucket_low(uint32_t i) {
-  if (i < 2u * RC_HIST_SUB) {
+  if (i < (uint64_t)2 * RC_HIST_SUB) {
     return i;
   }
   unsigned shift = i / RC_HIST_SUB - 1u;
@@ -30,7 +30,7 @@ uint64_t rc_hist_bucket_low(uint32_t i) {
 }
 
 uint64_t rc_hist_bucket_high(uint32_t i) {
-  if (i < 2u * RC_HIST_SUB) {
+  if (i < (uint64_t)2 * RC_HIST_SUB) {
     return i;
   }
   unsigned shift = i / RC_HIST_SUB - 1u;

@@ -13,7 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define RC_SCAN_NS (20u * 1000000u) /* time-out scan period */
+#define RC_SCAN_NS (20ull * 1000000ull) /* time-out scan period */
 
 const char *rc_net_errname(int e) {
   static const char *const names[RC_NET_NERR] = {
@@ -69,7 +69,7 @@ int rc_loop_init(rc_loop_t *l) {
     close(l->epfd);
     return e;
   }
-  l->rbuf_size = 64 * 1024;
+  l->rbuf_size = (size_t)64 * 1024;
   l->rbuf = rc_xmalloc(l->rbuf_size);
   return 0;
 }
@@ -143,7 +143,7 @@ uint64_t rc_loop_next_timer(const rc_loop_t *l) {
 static void rc__track(rc_loop_t *l, rc_conn_t *c) {
   if (l->nconns == l->cap) {
     l->cap = l->cap ? l->cap * 2 : 64;
-    l->conns = rc_xrealloc(l->conns, l->cap * sizeof *l->conns);
+    l->conns = rc_xrealloc(l->conns, l->cap * sizeof(rc_conn_t *));
   }
   c->idx = l->nconns;
   l->conns[l->nconns++] = c;
@@ -166,7 +166,7 @@ static void rc__defer(rc_conn_t *c, int ev) {
   }
   if (l->ndeferred == l->dcap) {
     l->dcap = l->dcap ? l->dcap * 2 : 16;
-    l->deferred = rc_xrealloc(l->deferred, l->dcap * sizeof *l->deferred);
+    l->deferred = rc_xrealloc(l->deferred, l->dcap * sizeof(rc_conn_t *));
   }
   c->deferred_ev = (uint8_t)ev;
   l->deferred[l->ndeferred++] = c;
@@ -467,8 +467,8 @@ int rc_loop_run_once(rc_loop_t *l, uint64_t until) {
   /* deliver events promised by rc_conn_send / rc_conn_connect */
   if (l->ndeferred) {
     uint32_t n = l->ndeferred;
-    rc_conn_t **batch = rc_xmalloc(n * sizeof *batch);
-    memcpy(batch, l->deferred, n * sizeof *batch);
+    rc_conn_t **batch = rc_xmalloc(n * sizeof(rc_conn_t *));
+    memcpy(batch, l->deferred, n * sizeof(rc_conn_t *));
     l->ndeferred = 0;
     for (uint32_t i = 0; i < n; i++) {
       rc_conn_t *c = batch[i];

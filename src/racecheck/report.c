@@ -424,13 +424,13 @@ typedef struct rc_series {
 } rc_series_t;
 
 static double rc__nice(double max) {
-  if (!(max > 0)) {
-    return 1;
+  double step = 1;
+  if (max > 1e-9) {
+    double p = pow(10, floor(log10(max > 1e-9 ? max : 1e-9)));
+    double m = max / p;
+    step = (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
   }
-  double p = pow(10, floor(log10(max)));
-  double m = max / p;
-  double step = m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10;
-  return step * p;
+  return step;
 }
 
 /* A line chart of n points per series over x (seconds). */

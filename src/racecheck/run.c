@@ -19,9 +19,9 @@
 #include "net.h"
 #include "tmpl.h"
 
-#define RC_PUBLISH_NS   (100u * 1000000u)
+#define RC_PUBLISH_NS   (100ull * 1000000ull)
 #define RC_MAX_FRAMES   18
-#define RC_HIST_FLUSH   (64u * 1024u)
+#define RC_HIST_FLUSH   ((size_t)64 * 1024)
 #define RC_MAX_INVOLVED 50
 #define RC_BODY_SNIPPET 200
 
@@ -231,6 +231,16 @@ static char *rc__describe(const rc_vu_t *vu, int status, const char *body, size_
     }
   }
   return rc_buf_steal(&b);
+}
+
+/* Keep a compact record of an answer (with --history), for the "requests
+ * involved" of a failed invariant. */
+static void rc__rec_push(rc_worker_t *w, rc_rec_t rec) {
+  if (!w->recs || w->nrecs == w->rcap) {
+    w->rcap = w->rcap ? w->rcap * 2 : 1024;
+    w->recs = rc_xrealloc(w->recs, w->rcap * sizeof(rc_rec_t));
+  }
+  w->recs[w->nrecs++] = rec;
 }
 
 static void rc__record_fail(rc_worker_t *w, const void *key, const char *kind, const char *name,
@@ -937,12 +947,8 @@ static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
   rc_stats_answer(&w->st, vu->phase, s->id, (uint32_t)status, lat);
   rc_hist_record(&w->tick, lat);
   w->tick_req++;
-  if (w->recs || r->hfd >= 0) {
-    if (w->nrecs == w->rcap) {
-      w->rcap = w->rcap ? w->rcap * 2 : 1024;
-      w->recs = rc_xrealloc(w->recs, w->rcap * sizeof *w->recs);
-    }
-    w->recs[w->nrecs++] = (rc_rec_t){vu->req_id, vu->id, vu->phase, s->id, (uint32_t)status};
+  if (r->hfd >= 0) {
+    rc__rec_push(w, (rc_rec_t){vu->req_id, vu->id, vu->phase, s->id, (uint32_t)status});
   }
   json_t *json = NULL;
   if (resp->body.len) {
@@ -1057,13 +1063,9 @@ static void rc__conn_cb(rc_conn_t *c, int ev, void *ud) {
     rc_stats_answer(&w->st, vu->phase, vu->cur ? vu->cur->id : 0, RC_CODE_NETERR + (uint32_t)c->err,
                     0);
     w->tick_err++;
-    if (w->recs || w->run->hfd >= 0) {
-      if (w->nrecs == w->rcap) {
-        w->rcap = w->rcap ? w->rcap * 2 : 1024;
-        w->recs = rc_xrealloc(w->recs, w->rcap * sizeof *w->recs);
-      }
-      w->recs[w->nrecs++] = (rc_rec_t){vu->req_id, vu->id, vu->phase, vu->cur ? vu->cur->id : 0,
-                                       RC_CODE_NETERR + (uint32_t)c->err};
+    if (w->run->hfd >= 0) {
+      rc__rec_push(w, (rc_rec_t){vu->req_id, vu->id, vu->phase, vu->cur ? vu->cur->id : 0,
+                                 RC_CODE_NETERR + (uint32_t)c->err});
     }
     rc__history_complete(vu, now, 0, name, "info", 0, NULL);
     rc__vu_fail(vu, name);
@@ -1177,7 +1179,7 @@ static void rc__burst_prepare(rc_worker_t *w, const rc_cmd_t *c) {
   rc_run_t *r = w->run;
   const rc_phase_t *p = &r->f->phases[c->phase];
   free(w->burst);
-  w->burst = rc_xcalloc(c->n ? c->n : 1, sizeof *w->burst);
+  w->burst = rc_xcalloc(c->n ? c->n : 1, sizeof(rc_vu_t *));
   w->nburst = c->n;
   w->burst_ready = 0;
   w->burst_reported = 0;
@@ -1298,8 +1300,9 @@ static void *rc__worker_main(void *arg) {
   rc_live_publish(&w->live, &w->tick, &w->tick_req, &w->tick_err);
   rc__hist_flush(w);
   /* left only when the run was interrupted */
-  while (w->vus) {
-    rc__vu_free(w->vus);
+  for (rc_vu_t *vu = w->vus, *next; vu; vu = next) {
+    next = vu->next;
+    rc__vu_free(vu);
   }
   return NULL;
 }
@@ -1317,7 +1320,7 @@ typedef struct rc_coord {
   rc_result_t *out;
 } rc_coord_t;
 
-#define RC_POLL_NS (100u * 1000000u) /* how often the coordinator looks at Ctrl-C */
+#define RC_POLL_NS (100ull * 1000000ull) /* how often the coordinator looks at Ctrl-C */
 
 /* Wait until pred(r) holds, ticking the monitor once a second. Called
  * with r->mu held; returns with it held: 0, or -1 when interrupted. */
@@ -1748,8 +1751,9 @@ static void rc__collect_fails(rc_run_t *r, rc_result_t *out) {
         free(c->detail);
         c->detail = rc_xasprintf("held %llu times", (unsigned long long)ok);
       } else {
+        uint64_t total = ok + failed;
         char *d = rc_xasprintf("failed %llu of %llu times; first: %s", (unsigned long long)failed,
-                               (unsigned long long)(ok + failed), c->detail ? c->detail : "");
+                               (unsigned long long)total, c->detail ? c->detail : "");
         free(c->detail);
         c->detail = d;
       }

@@ -42,6 +42,7 @@ static int rc__fail(rc_ld_t *l, const yaml_node_t *n, const char *fmt, ...) {
   char msg[400];
   va_list ap;
   va_start(ap, fmt);
+  // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started on the line above
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   int line = n ? (int)n->start_mark.line + 1 : 0;
@@ -209,6 +210,7 @@ static int rc__keys(rc_ld_t *l, const yaml_node_t *map, const char *where,
   return 0;
 }
 
+// NOLINTBEGIN(bugprone-macro-parentheses): the arguments are names being declared
 /* Iterate a mapping: kname is the key's text, val its value node, and
  * kname##_pair the pair (for the key's position). */
 #define RC_FOREACH_PAIR(l, map, kname, val)                                                        \
@@ -216,6 +218,7 @@ static int rc__keys(rc_ld_t *l, const yaml_node_t *map, const char *where,
        kname##_pair < (map)->data.mapping.pairs.top; kname##_pair++)                               \
     for (const char *kname = rc__key_str(rc__node((l), kname##_pair->key)); kname; kname = NULL)   \
       for (yaml_node_t *val = rc__node((l), kname##_pair->value); val; val = NULL)
+// NOLINTEND(bugprone-macro-parentheses)
 
 /* Convert a YAML value to JSON: plain scalars that look like numbers,
  * booleans or null become those; quoted scalars stay strings. */
@@ -428,7 +431,7 @@ static int rc__expect(rc_ld_t *l, const yaml_node_t *key_node, const char *key,
     rc_buf_t t = {0};
     rc_buf_puts(&t, "statusCode ");
     for (size_t i = 0; i < n; i++) {
-      uint64_t c;
+      uint64_t c = 0;
       if (rc__uint(l, items[i], "statusCode", 100, 999, &c) != 0) {
         rc_buf_free(&t);
         return -1;
@@ -503,7 +506,7 @@ static int rc__expects(rc_ld_t *l, const yaml_node_t *n, rc_step_t *s) {
     nlist = 1;
   } else if (n->type == YAML_SEQUENCE_NODE) {
     nlist = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    tmp = rc_xcalloc(nlist, sizeof *tmp);
+    tmp = rc_xcalloc(nlist, sizeof(yaml_node_t *));
     for (size_t i = 0; i < nlist; i++) {
       tmp[i] = rc__node(l, n->data.sequence.items.start[i]);
     }
@@ -1284,7 +1287,7 @@ static int rc__invariants(rc_ld_t *l, const yaml_node_t *n) {
     if (ne == 0) {
       return rc__fail(l, exp, "%s.expect is empty", where);
     }
-    inv->exprs = rc_xcalloc(ne, sizeof *inv->exprs);
+    inv->exprs = rc_xcalloc(ne, sizeof(rc_expr_t *));
     inv->texts = rc_xcalloc(ne, sizeof *inv->texts);
     for (size_t k = 0; k < ne; k++) {
       yaml_node_t *e =
@@ -1603,7 +1606,7 @@ int rc_file_add_invariant(rc_file_t *f, const char *text, rc_err_t *err) {
   rc_invariant_t *inv = &f->invariants[f->ninvariants++];
   memset(inv, 0, sizeof *inv);
   inv->name = rc_xstrdup(text);
-  inv->exprs = rc_xcalloc(1, sizeof *inv->exprs);
+  inv->exprs = rc_xcalloc(1, sizeof(rc_expr_t *));
   inv->texts = rc_xcalloc(1, sizeof *inv->texts);
   inv->exprs[0] = e;
   inv->texts[0] = rc_xstrdup(text);

@@ -94,6 +94,7 @@ void rc_buf_vprintf(rc_buf_t *b, const char *fmt, va_list ap) {
   va_list ap2;
   va_copy(ap2, ap);
   char tmp[256];
+  // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): the caller started it
   int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
   if (n < 0) {
     va_end(ap2);
@@ -259,6 +260,7 @@ void rc_err_set(rc_err_t *e, int line, int col, const char *fmt, ...) {
   }
   va_list ap;
   va_start(ap, fmt);
+  // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started on the line above
   vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
   e->line = line;
