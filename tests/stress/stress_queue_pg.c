@@ -9,6 +9,8 @@
  *     on its first attempt.
  *  3. A process killed (SIGKILL) while it holds a job: after the lease the
  *     job is claimed again with the next attempt; the dead attempt is stale.
+ *     A job whose row another transaction holds is skipped, not waited
+ *     for (SKIP LOCKED, driven deterministically with a held row lock).
  *  4. 4 processes open a queue on a new database at once: the schema is
  *     created once, under its advisory lock; every open succeeds.
  *  5. Every statement failing in turn (failure injection): RF_EIO, and the
@@ -282,6 +284,39 @@ static void test_killed_worker_job_is_reclaimed(void **state) {
   rf_test_pg_drop(url);
 }
 
+/* SKIP LOCKED, deterministically: while another transaction holds the
+ * oldest due job's row lock, a claim takes the next job at once instead of
+ * waiting for it (nor taking the locked one); released, the job is taken. */
+static void test_claim_skips_locked_job(void **state) {
+  (void)state;
+  char url[512];
+  rf_queue_t *q = open_fresh(url, sizeof(url), NULL);
+  assert_int_equal(rf_queue_add(q, "older", NULL, 0, NULL), 0);
+  usleep(2000);
+  assert_int_equal(rf_queue_add(q, "newer", NULL, 0, NULL), 0);
+  PGconn *c = rf_test_pg_connect(url);
+  PQclear(PQexec(c, "BEGIN"));
+  PGresult *r = PQexec(c, "SELECT 1 FROM rf_jobs WHERE id = 'older' FOR UPDATE");
+  assert_int_equal(PQntuples(r), 1);
+  PQclear(r);
+  uint64_t t0 = rf_test_now_ms();
+  rf_job_t *job = NULL;
+  assert_int_equal(rf_queue_claim(q, "w", 30000, &job), 0);
+  assert_true(rf_test_now_ms() - t0 < 1000); /* did not queue behind the lock */
+  assert_string_equal(job->id, "newer");
+  rf_job_free(job);
+  job = NULL;
+  assert_int_equal(rf_queue_claim(q, "w", 30000, &job), RF_ENOENT); /* "older" is locked */
+  PQclear(PQexec(c, "COMMIT"));
+  PQfinish(c);
+  assert_int_equal(rf_queue_claim(q, "w", 30000, &job), 0);
+  assert_string_equal(job->id, "older");
+  assert_int_equal(job->attempt, 1);
+  rf_job_free(job);
+  assert_int_equal(rf_queue_close(q), 0);
+  rf_test_pg_drop(url);
+}
+
 /* ------------------------------------------------------------ 4. open */
 
 static void test_concurrent_open_processes(void **state) {
@@ -463,6 +498,7 @@ int main(void) {
       cmocka_unit_test(test_threads_exactly_once),
       cmocka_unit_test(test_processes_exactly_once),
       cmocka_unit_test(test_killed_worker_job_is_reclaimed),
+      cmocka_unit_test(test_claim_skips_locked_job),
       cmocka_unit_test(test_concurrent_open_processes),
       cmocka_unit_test(test_statement_failures),
       cmocka_unit_test(test_urls),
