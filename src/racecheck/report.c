@@ -461,10 +461,11 @@ static void rc__svg_lines(rc_buf_t *b, const char *title, const char *unit, cons
                   "<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">%g</text>",
                   L, y, W - R, y, L - 6, y + 4, ymax * g / 4.0);
   }
-  for (int g = 0; g <= 5; g++) {
-    double xv = xmax * g / 5.0;
-    double px = L + (W - L - R) * g / 5.0;
-    rc_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" class=\"a\" text-anchor=\"middle\">%.0fs</text>",
+  double xstep = rc__nice(xmax / 6.0);
+  for (int g = 0; g <= 12 && xstep * g <= xmax * 1.0001; g++) {
+    double xv = xstep * g;
+    double px = L + (W - L - R) * (xv / xmax);
+    rc_buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" class=\"a\" text-anchor=\"middle\">%gs</text>",
                   px, H - B + 16, xv);
   }
   rc_buf_printf(b, "<text x=\"12\" y=\"%.0f\" class=\"a\" transform=\"rotate(-90 12 %.0f)\">",
