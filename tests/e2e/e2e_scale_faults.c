@@ -15,6 +15,9 @@
  *   sigstop   pause (SIGSTOP) the instance holding a payment's lease past
  *             the lease, let the other take the payment over, resume the
  *             first: its late charge is refused by the fence (one charge)
+ *   cache     SIGKILL the instance loading a key (it holds the Redis lock
+ *             cache:<key>) while the other's requests wait for its value:
+ *             they take the lock over when its lease runs out and load once
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -52,6 +55,8 @@ static const char *const g_args[] = {"--threads",
                                      "1000",
                                      "--job-backoff-ms",
                                      "50",
+                                     "--upstream-latency-ms",
+                                     "300",
                                      NULL};
 
 static e2e_scale_t g_sc;
@@ -337,12 +342,93 @@ static void test_sigstop(void **state) {
   assert_int_equal(charges(id), 1); /* the fence refused the stale charge */
 }
 
+/* ------------------------------------------------------------- cache */
+
+/* Does the Redis lock `key` exist (redis-cli EXISTS on the lock's key)? */
+static bool lock_exists(const char *key) {
+  const char *port = strrchr(g_sc.redis_url, ':');
+  char cmd[256], line[32] = "";
+  snprintf(cmd, sizeof cmd, "redis-cli -h 127.0.0.1 -p %s EXISTS 'racefree:lock:{%s}' 2>/dev/null",
+           port ? port + 1 : "6379", key);
+  FILE *p = popen(cmd, "r");
+  if (p == NULL)
+    return false;
+  if (fgets(line, sizeof line, p) == NULL)
+    line[0] = '\0';
+  pclose(p);
+  return atoi(line) == 1;
+}
+
+typedef struct {
+  const char *path;
+  e2e_resp_t r;
+} get_t;
+
+static void *get_on_first(void *arg) {
+  get_t *g = arg;
+  e2e_call(g_ports[0], "GET", g->path, NULL, &g->r);
+  return NULL;
+}
+
+static void test_cache_holder_dies(void **state) {
+  (void)state;
+  char tag[32], key[64], lkey[80], path[96];
+  e2e_scale_tag(tag, sizeof tag);
+  snprintf(key, sizeof key, "kd-%s", tag);
+  snprintf(lkey, sizeof lkey, "cache:%s", key);
+  snprintf(path, sizeof path, "/cache/%s", key);
+  int64_t loads1 = e2e_get_int(g_ports[1], "/cache-stats", "loads");
+  get_t first = {.path = path};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, get_on_first, &first), 0);
+  bool held = false;
+  for (int i = 0; i < 200 && !(held = lock_exists(lkey)); i++)
+    usleep(2000);
+  assert_true(held); /* instance 0 loads (300 ms upstream) holding cache:<key> */
+  e2e_kill9(&g_sc.srv[0]);
+  pthread_join(th, NULL);
+  assert_int_equal(first.r.status, 0); /* it died before answering */
+  e2e_resp_free(&first.r);
+
+  enum { M = 20 };
+  e2e_req_t reqs[M];
+  e2e_resp_t out[M];
+  for (int i = 0; i < M; i++)
+    reqs[i] = (e2e_req_t){.method = "GET", .path = path};
+  double t0 = e2e_now_ms();
+  assert_int_equal(e2e_burst_ports(&g_ports[1], 1, M, reqs, out, TIMEOUT_MS), 0);
+  double took = e2e_now_ms() - t0;
+  char v0[160] = "";
+  int same = 0;
+  for (int i = 0; i < M; i++) {
+    json_t *j = out[i].status == 200 ? e2e_json(&out[i]) : NULL;
+    const char *v = j ? json_string_value(json_object_get(j, "value")) : NULL;
+    if (i == 0 && v != NULL)
+      snprintf(v0, sizeof v0, "%s", v);
+    same += v != NULL && strcmp(v, v0) == 0;
+    json_decref(j);
+  }
+  e2e_print_statuses("cache after the holder died", out, M);
+  e2e_burst_free(out, M);
+  int64_t loads = e2e_get_int(g_ports[1], "/cache-stats", "loads") - loads1;
+  fprintf(stderr, "  cache: answered in %.0f ms, %lld load(s) on the survivor\n", took,
+          (long long)loads);
+  assert_int_equal(same, M);
+  assert_int_equal(loads, 1);
+  /* The dead holder's lease (1.6 s) ran out and a waiter took over, before
+   * the bounded wait's local fallback (3.2 s). */
+  assert_true(took < 3000);
+  assert_int_equal(e2e_scale_start(&g_sc, 0, g_args), 0);
+  e2e_scale_ports(&g_sc, g_ports);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigstop),
       cmocka_unit_test(test_kill9),
       cmocka_unit_test(test_redis),
       cmocka_unit_test(test_pg),
+      cmocka_unit_test(test_cache_holder_dies),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
