@@ -89,7 +89,7 @@ int srv_kv_open(srv_kv_t **out, const char *url, unsigned timeout_ms) {
     return rc;
   }
   kv->tv.tv_sec = timeout_ms / 1000;
-  kv->tv.tv_usec = (timeout_ms % 1000) * 1000;
+  kv->tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
   pthread_mutex_init(&kv->mu, NULL);
   *out = kv;
   return 0;

@@ -480,7 +480,7 @@ void cache_fini(srv_app_t *app) {
   /* Cross-instance loads still pending run on the timer, which is still
    * up: let them finish (bounded by the wait and the Redis timeouts). */
   for (int i = 0; i < 1000 && atomic_load(&g_xpending) > 0; i++) {
-    struct timespec ts = {0, 10 * 1000 * 1000};
+    struct timespec ts = {0, 10000000L};
     nanosleep(&ts, NULL);
   }
   srv_kv_close(g_kv);
