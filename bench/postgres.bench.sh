@@ -3,13 +3,13 @@
 # src/lib/queue_pg.c) next to raw libpq running the same statements, against
 # a private cluster started here with scripts/pg.sh and stopped at the end
 # (through pg_ctl on its own data directory). Prints one markdown section;
-# takes about 18 x BENCH_PG_SECONDS (default 2) seconds plus the cluster's
+# takes about 6 x BENCH_PG_SECONDS (default 3) seconds plus the cluster's
 # start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD:-build/release}
 bin=$build/bench/pg_bench
-secs=${BENCH_PG_SECONDS:-2}
+secs=${BENCH_PG_SECONDS:-3}
 
 echo "## PostgreSQL store and queue next to raw libpq (postgres.bench.sh)"
 echo
