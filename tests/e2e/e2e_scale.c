@@ -245,8 +245,7 @@ static void test_cache(void **state) {
   fprintf(stderr, "  cache: %lld loads over both instances, %d distinct values\n", (long long)loads,
           distinct);
   if (g_unsafe) {
-    assert_true(loads > 1);
-    assert_true(distinct > 1);
+    assert_true(loads > 1); /* values may still agree: "<key>#<per-process seq>" */
   } else {
     assert_int_equal(ok, N);
     assert_int_equal(loads, 1);
