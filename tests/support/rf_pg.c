@@ -38,9 +38,11 @@ static int rf__pg_script(const char *action, char *out, size_t cap) {
   char line[512];
   bool first = true;
   while (fgets(line, sizeof line, p) != NULL) {
-    if (first && out != NULL) {
-      snprintf(out, cap, "%s", line);
-      out[strcspn(out, "\r\n")] = '\0';
+    if (first && out != NULL && cap > 0) {
+      size_t n = strcspn(line, "\r\n");
+      n = n < cap ? n : cap - 1;
+      memcpy(out, line, n);
+      out[n] = '\0';
     }
     if (strncmp(line, "postgres", 8) != 0) {
       fprintf(stderr, "pg.sh %s: %s", action, line);
