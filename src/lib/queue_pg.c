@@ -169,8 +169,10 @@ static const char *const RF__PGQ_SQL[PQ__COUNT] = {
                " updated_ms, coalesce(octet_length(payload), 0), remove_on_complete, last_error"
                " FROM rf_jobs WHERE id = $1::text",
     [PQ_COUNTS] = "SELECT status, count(*) FROM rf_jobs GROUP BY status",
-    [PQ_PURGE] = "DELETE FROM rf_jobs WHERE status IN ('completed', 'failed')"
-                 " AND updated_ms < $1::bigint",
+    /* (parenthesised: clang's -Wstring-concatenation takes a split last
+     * literal of an array for a missing comma) */
+    [PQ_PURGE] = ("DELETE FROM rf_jobs WHERE status IN ('completed', 'failed')"
+                  " AND updated_ms < $1::bigint"),
 };
 
 #ifdef RF_TEST_HOOKS
