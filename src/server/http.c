@@ -648,8 +648,8 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
   /* 1. Stop accepting. The listen socket is ours (we bound it; workers
    *    share it), so close this process's descriptor. */
   MHD_socket fd = MHD_quiesce_daemon(app->daemon);
-  if (fd != MHD_INVALID_SOCKET)
-    close(fd);
+  /* The descriptor is closed only after MHD_stop_daemon: until then a
+   * daemon thread may still be taking it out of its epoll set. */
   /* 2. In-flight requests finish normally, up to the timeout. */
   wait_drained(app, timeout_ms);
   /* 3. Fire every pending timer now: sleeping requests wake and answer
@@ -657,7 +657,13 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
   if (app->timer != NULL)
     rf_timer_shutdown(app->timer, true);
   wait_drained(app, 2000);
-  /* 4. Resume whatever is still suspended, then stop. */
+  /* 4. The CPU pool: queued tasks are cancelled (their requests answer
+   *    503), running ones finish and answer while the daemon still lives,
+   *    so no task can touch a request after it was answered below. */
+  if (app->pool != NULL)
+    rf_pool_shutdown(app->pool, RF_POOL_CANCEL);
+  wait_drained(app, 1000);
+  /* 5. Resume whatever is still suspended, then stop. */
   size_t forced = force_resume_all(app);
   if (forced > 0) {
     srv_log(SRV_LOG_ERROR, "shutdown: answered %zu request(s) still suspended", forced);
@@ -668,4 +674,6 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
     srv_log(SRV_LOG_WARN, "shutdown: closing %ld unfinished connection(s)", left);
   MHD_stop_daemon(app->daemon);
   app->daemon = NULL;
+  if (fd != MHD_INVALID_SOCKET)
+    close(fd);
 }
