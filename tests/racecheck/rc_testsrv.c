@@ -58,6 +58,13 @@ static void reply(int fd, int status, const char *extra, const char *body) {
 static int handle(rc_testsrv_t *s, int fd, const char *req, const char *body, size_t blen) {
   char path[256] = "";
   sscanf(req, "%*s %255s", path);
+  if (strncmp(path, "/base/", 6) == 0) { /* echo the request target */
+    char b[400];
+    snprintf(b, sizeof b, "{\"target\":\"%s\"}", path);
+    atomic_fetch_add(&s->requests, 1);
+    reply(fd, 200, NULL, b);
+    return 0;
+  }
   char *q = strchr(path, '?');
   if (q) {
     *q = '\0';

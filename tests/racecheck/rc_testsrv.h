@@ -15,6 +15,7 @@
  *   /echo       200 with the request body echoed, Content-Type application/json
  *   /header     200 with X-Test: yes
  *   /status/NNN answers NNN
+ *   /base/...   200 {"target":"<the request target, query included>"}
  * Every other path: 404.
  */
 #ifndef RC_TESTSRV_H

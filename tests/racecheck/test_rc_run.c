@@ -309,6 +309,45 @@ static void test_burst_rounds(void **state) {
   rc_result_free(&r);
 }
 
+static void test_target_prefix_and_query(void **state) {
+  (void)state;
+  char text[1024];
+  snprintf(text, sizeof text,
+           "config:\n"
+           "  target: \"%s/base/\"\n"
+           "  phases: [{burst: {connections: 1}}]\n"
+           "scenarios:\n"
+           "  - flow:\n"
+           "      - get:\n"
+           "          url: \"/items/{{ id }}\"\n"
+           "          qs: {q: \"a b&c\", n: \"{{ id }}\"}\n"
+           "          expect: [{expr: \"json.target == '/base/items/7?q=a%%20b%%26c&n=7'\"}]\n"
+           "      - get:\n"
+           "          url: \"%s/base/abs?x=1\"\n"
+           "          qs: {y: 2}\n"
+           "          expect: [{expr: \"json.target == '/base/abs?x=1&y=2'\"}]\n",
+           target, target);
+  rc_err_t err = {0};
+  rc_file_t *f = rc_file_load_mem(text, strlen(text), NULL, &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  json_t *vars = json_pack("{s:i}", "id", 7);
+  rc_run_opts_t o = {.file = f, .threads = 1, .vars = vars};
+  rc_result_t r;
+  rc_result_init(&r);
+  assert_int_equal(rc_run(&o, &r, &err), RC_EXIT_OK);
+  for (size_t i = 0; i < r.nchecks; i++) {
+    if (!r.checks[i].ok) {
+      fail_msg("%s: %s", r.checks[i].name, r.checks[i].detail);
+    }
+  }
+  assert_int_equal(r.total.status[200], 2);
+  rc_result_free(&r);
+  json_decref(vars);
+  rc_file_free(f);
+}
+
 static void test_target_down(void **state) {
   (void)state;
   rc_err_t err = {0};
@@ -386,8 +425,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
       cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
-      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_down),
-      cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_prefix_and_query),
+      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
