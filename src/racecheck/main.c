@@ -34,6 +34,7 @@ static void rc__usage(FILE *f) {
         "  -v, --var K=V       set a variable (repeatable)\n"
         "      --seed N        seed of the random generators\n"
         "  -q, --quiet         no live line and no summary\n"
+        "      --verbose       print the log steps of every virtual user\n"
         "burst options (plus -t, -o, --html, --history, -q):\n"
         "  -n N                connections (= requests per round), default 10\n"
         "  -r, --repeat R      rounds, default 1\n"
