@@ -45,7 +45,8 @@ sanitize: test-asan test-tsan
 
 fuzz: deps
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS)
+	@cmake --build --preset fuzz -j $(JOBS) --target \
+	  $$(cmake --build build/fuzz --target help | sed -n 's/^\.\.\. \(fuzz_[a-z_0-9]*\).*/\1/p')
 	@bash scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS)
 
 lint: build
