@@ -31,8 +31,8 @@ int rf_store_open_err(const char *url, rf_store_t **out, char *err, size_t errle
   }
   if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
     return rf__store_pg_open(url, out, err, errlen);
-  set_err(err, errlen, "store: unknown database URL scheme (expected sqlite:PATH or postgres://...)",
-          url);
+  set_err(err, errlen,
+          "store: unknown database URL scheme (expected sqlite:PATH or postgres://...)", url);
   return RF_EINVAL;
 }
 
