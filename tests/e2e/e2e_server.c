@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -146,8 +147,13 @@ int e2e_server_start(e2e_server_t *s, const char *const *extra) {
     return -errno;
   }
   double t0 = e2e_now_ms();
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) { /* child: only async-signal-safe calls until exec */
+    /* A test that fails an assertion never reaches e2e_server_stop: the
+     * server must still not outlive the test program. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+      _exit(127);
     setpgid(0, 0);
     dup2(pipefd[1], STDOUT_FILENO);
     dup2(s->log_fd, STDERR_FILENO);
