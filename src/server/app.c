@@ -45,7 +45,11 @@ int srv_shared_create(srv_shared_t *s, bool shared, const char *const *route_pat
       (rc = rf_metrics_gauge(m, "racefree_pool_queue_depth", "CPU pool tasks waiting.", NULL,
                              &s->pool_queue)) != 0 ||
       (rc = rf_metrics_gauge(m, "racefree_pool_busy_workers", "CPU pool workers running a task.",
-                             NULL, &s->pool_busy)) != 0)
+                             NULL, &s->pool_busy)) != 0 ||
+      (rc = rf_metrics_counter(m, "racefree_store_loop_waits_total",
+                               "Database calls that waited on an HTTP event-loop thread"
+                               " (should stay 0).",
+                               NULL, 0, &s->loop_waits)) != 0)
     goto fail;
   for (int i = 0; i < SRV_JOB_STATES; i++) {
     char labels[64];

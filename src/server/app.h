@@ -40,6 +40,7 @@ typedef struct srv_shared {
   rf_counter_t *cache_loads;          /* racefree_cache_loads_total */
   rf_gauge_t *pool_queue;             /* racefree_pool_queue_depth */
   rf_gauge_t *pool_busy;              /* racefree_pool_busy_workers */
+  rf_counter_t *loop_waits;           /* racefree_store_loop_waits_total */
   rf_counter_t *jobs[SRV_JOB_STATES]; /* racefree_jobs_total{state} */
   rf_histogram_t *duration[SRV_MAX_ROUTES + 1]; /* per route; [nroutes] = unmatched */
 } srv_shared_t;
@@ -62,6 +63,8 @@ typedef struct srv_app {
   struct MHD_Daemon *daemon;
   atomic_bool shutting_down; /* answers carry Connection: close */
   atomic_long inflight;      /* requests of this process not yet finished */
+  atomic_long store_jobs;    /* srv_rq_store jobs handed over, not yet done */
+  atomic_bool store_closing; /* srv_rq_store answers 503 from now on */
 
   /* Requests whose connection is suspended, so that shutdown can resume
    * every one of them before stopping the daemon (see http.c). */

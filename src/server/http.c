@@ -104,6 +104,11 @@ struct srv_rq {
   /* app->susp_head list, under app->susp_mu, while suspended. */
   srv_rq_t *sprev, *snext;
   bool listed;
+
+  /* srv_rq_store: the job handed to the store's executor, and its result. */
+  rf_store_job_t job;
+  srv_store_fn store_fn;
+  int store_rc;
 };
 
 typedef struct srv_http {
@@ -236,6 +241,57 @@ void srv_rq_after(srv_rq_t *rq, uint64_t ms, unsigned next_stage) {
   int rc = rf_timer_after(rq->app->timer, ms, on_timer, rq, NULL);
   if (rc != 0)
     srv_rq_reply_error(rq, 503, "shutting_down", "the server is shutting down");
+}
+
+/* ------------------------------------------------------------ the store */
+
+static int store_work(rf_store_t *s, void *arg) {
+  srv_rq_t *rq = arg;
+  return rq->store_fn(s, rq->mem);
+}
+
+static void store_done(void *arg, int rc) {
+  srv_rq_t *rq = arg;
+  srv_app_t *app = rq->app;
+  rq->store_rc = rc;
+  if (rq->suspended)
+    srv_rq_wake(rq, rq->next_stage); /* the last touch of rq */
+  else
+    rq->again = true; /* an inline read: the handler goes on on this thread */
+  atomic_fetch_sub(&app->store_jobs, 1);
+}
+
+void srv_rq_store(srv_rq_t *rq, unsigned mode, srv_store_fn fn, unsigned next_stage) {
+  srv_app_t *app = rq->app;
+  rq->next_stage = next_stage;
+  rq->store_fn = fn;
+  rq->store_rc = 0;
+  rq->job = (rf_store_job_t){.work = store_work, .done = store_done, .arg = rq};
+  /* Announce the job before looking at the flag; srv_http_stop sets the
+   * flag before waiting for the count: one of the two sees the other. */
+  atomic_fetch_add(&app->store_jobs, 1);
+  if (atomic_load(&app->store_closing)) {
+    atomic_fetch_sub(&app->store_jobs, 1);
+    srv_rq_reply_error(rq, 503, "shutting_down", "the server is shutting down");
+    return;
+  }
+  bool inline_read = mode == RF_STORE_READ && rf_store_reads_inline(app->store);
+  if (!inline_read)
+    srv_rq_suspend(rq); /* before the hand-off: the writer may finish first */
+  int rc = rf_store_submit(app->store, mode, &rq->job);
+  if (rc == 0)
+    return;
+  atomic_fetch_sub(&app->store_jobs, 1);
+  if (rc == RF_EBUSY) {
+    srv_rq_header(rq, "Retry-After", "1");
+    srv_rq_reply_error(rq, 503, "overloaded", "too many database writes are waiting");
+  } else {
+    srv_rq_reply_status(rq, rc, "store");
+  }
+}
+
+int srv_rq_store_rc(const srv_rq_t *rq) {
+  return rq->store_rc;
 }
 
 /* ------------------------------------------------------------ replies */
@@ -376,7 +432,14 @@ static enum MHD_Result run_handler(srv_rq_t *rq) {
     rq->suspended = false;
     rq->again = false;
     atomic_store_explicit(&rq->state, RQ_RUNNING, memory_order_relaxed);
+    /* The event-loop guard: a store call that waits on the database from
+     * this thread is counted (racefree_store_loop_waits_total, meant to
+     * stay 0: handlers use srv_rq_store). */
+    uint64_t waits = rf_store_loop_waits();
     ((srv_handler_fn)rq->route->handler)(rq);
+    uint64_t waited = rf_store_loop_waits() - waits;
+    if (waited > 0)
+      rf_counter_add(rq->app->shared->loop_waits, waited);
     if (rq->suspended)
       return MHD_YES; /* a completer owns rq now: do not touch it */
     if (rq->again) {
@@ -497,6 +560,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   (void)version;
   srv_http_t *h = cls;
   srv_rq_t *rq = *con_cls;
+  rf_store_loop_thread(1); /* this is an event-loop thread */
   if (rq == NULL) {
     /* First call: headers only. Answering a GET here would lose keep-alive
      * (libmicrohttpd closes a connection whose answer was queued before the
@@ -662,6 +726,16 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
    *    so no task can touch a request after it was answered below. */
   if (app->pool != NULL)
     rf_pool_shutdown(app->pool, RF_POOL_CANCEL);
+  wait_drained(app, 1000);
+  /* 4b. The store's executor: no new jobs from here on; the ones handed
+   *    over already complete (each wakes its request, which answers), so
+   *    none can touch a request after step 5 answered it. */
+  atomic_store(&app->store_closing, true);
+  while (atomic_load(&app->store_jobs) > 0) {
+    rf_store_drain(app->store);
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+  }
   wait_drained(app, 1000);
   /* 5. Resume whatever is still suspended, then stop. */
   size_t forced = force_resume_all(app);

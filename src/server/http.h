@@ -79,6 +79,22 @@ void srv_rq_after(srv_rq_t *rq, uint64_t ms, unsigned next_stage);
  * at next_stage on an HTTP thread. Do not touch rq afterwards. */
 void srv_rq_wake(srv_rq_t *rq, unsigned next_stage);
 
+/* srv_rq_store: run fn(store, state) on the store's executor, then continue
+ * this handler at next_stage, where srv_rq_store_rc(rq) is fn's return.
+ * `state` is srv_rq_state's block (allocate it first): fn reads its inputs
+ * there and writes its outputs there. mode RF_STORE_WRITE: fn runs on the
+ * database's writer, in a group-commit transaction inside its own savepoint
+ * (a non-zero return undoes fn's writes alone), and the handler continues
+ * after the COMMIT. RF_STORE_READ: fn only reads; with SQLite it runs at
+ * once on this thread, with PostgreSQL on the executor. fn runs on another
+ * thread than the handler: it must touch nothing but the store and
+ * `state`. A full queue answers 503 overloaded, shutdown 503 shutting_down.
+ * Either way the handler must return right after this call without
+ * touching rq. */
+typedef int (*srv_store_fn)(rf_store_t *s, void *state);
+void srv_rq_store(srv_rq_t *rq, unsigned mode, srv_store_fn fn, unsigned next_stage);
+int srv_rq_store_rc(const srv_rq_t *rq);
+
 /* ------------------------------------------------------------ answers */
 
 /* Add a response header (copied). Before the reply, from the thread that

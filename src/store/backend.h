@@ -49,4 +49,22 @@ typedef struct {
 } rf__pg_stats_t;
 void rf__store_pg_stats(rf_store_t *s, rf__pg_stats_t *out);
 
+/* The executor (exec.c, store.h "the executor"). A batch function runs
+ * jobs[0..n) (n >= 1) on the writer, sets each job's rc, and returns how
+ * many it finished (>= 1); the others go back to the front of the queue. */
+typedef struct rf__exec rf__exec_t;
+typedef size_t (*rf__exec_batch_fn)(rf_store_t *s, rf_store_job_t **jobs, size_t n, void *ctx);
+/* threads >= 1; batch NULL: each job's work runs alone. name: the threads'
+ * name (15 bytes at most). */
+int rf__exec_start(rf__exec_t **out, rf_store_t *s, unsigned threads, rf__exec_batch_fn batch,
+                   void *ctx, const char *name);
+int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job);
+void rf__exec_drain(rf__exec_t *e);
+/* Runs what is queued, joins the threads, frees. NULL is a no-op. */
+void rf__exec_stop(rf__exec_t *e);
+
+/* Count a wait on the database if this thread is marked as an event loop
+ * (rf_store_loop_thread). Backends call it where a call would block. */
+void rf__store_loop_note(void);
+
 #endif /* RF_STORE_BACKEND_H */

@@ -32,6 +32,8 @@
 
 #include <sqlite3.h>
 
+#include "racefree/hook.h"
+
 #include "backend.h"
 #include "store.h"
 
@@ -43,6 +45,12 @@ enum {
   ST_BEGIN,
   ST_COMMIT,
   ST_ROLLBACK,
+  ST_OP_BEGIN,
+  ST_OP_RELEASE,
+  ST_OP_ROLLBACK,
+  ST_JOB_BEGIN,
+  ST_JOB_RELEASE,
+  ST_JOB_ROLLBACK,
   ST_PING,
   ST_USER_INSERT,
   ST_USER_GET,
@@ -77,6 +85,12 @@ static const char *const SQL[ST__COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_OP_BEGIN] = "SAVEPOINT rf_op",
+    [ST_OP_RELEASE] = "RELEASE rf_op",
+    [ST_OP_ROLLBACK] = "ROLLBACK TO rf_op",
+    [ST_JOB_BEGIN] = "SAVEPOINT rf_job",
+    [ST_JOB_RELEASE] = "RELEASE rf_job",
+    [ST_JOB_ROLLBACK] = "ROLLBACK TO rf_job",
     [ST_PING] = "SELECT 1",
     [ST_USER_INSERT] = "INSERT INTO users(email) VALUES (?1) RETURNING id",
     [ST_USER_GET] = "SELECT email FROM users WHERE id = ?1",
@@ -148,7 +162,15 @@ typedef struct sqlite_store {
   pthread_cond_t freed; /* a connection was returned or a slot freed */
   conn_t *idle;         /* stack of connections not in use */
   int nopen;            /* connections open (idle + in use) */
+  conn_t *writer;       /* the writer thread's own connection */
+  rf__exec_t *exec;     /* the writer thread (group commit) */
 } sqlite_store_t;
+
+/* While the writer runs a job, the job's store calls use the writer's
+ * connection and transaction: conn_get hands it out, tx_begin/tx_end turn
+ * into a savepoint per operation, conn_put leaves it alone. */
+static _Thread_local conn_t *tl_batch;
+static _Thread_local const sqlite_store_t *tl_batch_store;
 
 /* ---------------------------------------------------------- error mapping */
 
@@ -253,6 +275,10 @@ static int conn_open(const char *path, conn_t **out, char *err, size_t errlen) {
 static int conn_get(sqlite_store_t *s, conn_t **out) {
   if (getpid() != s->pid)
     return RF_ESTATE;
+  if (tl_batch != NULL && tl_batch_store == s) {
+    *out = tl_batch;
+    return 0;
+  }
   pthread_mutex_lock(&s->mu);
   while (!s->idle && s->nopen >= POOL_MAX)
     pthread_cond_wait(&s->freed, &s->mu);
@@ -280,6 +306,8 @@ static int conn_get(sqlite_store_t *s, conn_t **out) {
 /* Give a connection back. A connection left inside a transaction by an
  * error path is rolled back first so the next user starts clean. */
 static void conn_put(sqlite_store_t *s, conn_t *c) {
+  if (c == tl_batch)
+    return; /* the writer's: its transaction goes on */
   if (!sqlite3_get_autocommit(c->db))
     sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
   pthread_mutex_lock(&s->mu);
@@ -318,12 +346,28 @@ static int exec_simple(conn_t *c, int which) {
   return src == SQLITE_DONE || src == SQLITE_ROW ? 0 : map_rc(src);
 }
 
+/* A write transaction. On the writer, inside a batch, a savepoint: the
+ * operation stays atomic (its failure undoes only its own statements) and
+ * commits with the batch. Elsewhere BEGIN IMMEDIATE, which may wait for the
+ * write lock: counted when this thread is an event loop. */
 static int tx_begin(conn_t *c) {
+  if (c == tl_batch)
+    return exec_simple(c, ST_OP_BEGIN);
+  rf__store_loop_note();
   return exec_simple(c, ST_BEGIN);
 }
 
 /* Commit when rc == 0, else roll back; returns the final status. */
 static int tx_end(conn_t *c, int rc) {
+  if (c == tl_batch) {
+    if (rc == 0 && (rc = exec_simple(c, ST_OP_RELEASE)) == 0)
+      return 0;
+    if (!sqlite3_get_autocommit(c->db)) {
+      exec_simple(c, ST_OP_ROLLBACK);
+      exec_simple(c, ST_OP_RELEASE);
+    }
+    return rc;
+  }
   if (rc == 0) {
     rc = exec_simple(c, ST_COMMIT);
     if (rc == 0)
@@ -409,6 +453,8 @@ static const rf_store_ops_t sqlite_ops;
 
 static void s_close(rf_store_t *base) {
   sqlite_store_t *s = (sqlite_store_t *)base;
+  rf__exec_stop(s->exec); /* runs what is queued, then joins the writer */
+  conn_close(s->writer);
   conn_t *c = s->idle;
   while (c) {
     conn_t *next = c->next;
@@ -419,6 +465,70 @@ static void s_close(rf_store_t *base) {
   pthread_mutex_destroy(&s->mu);
   free(s->path);
   free(s);
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Run one job inside the batch transaction, in its own savepoint: rolled
+ * back alone when its work fails. */
+static int writer_job(sqlite_store_t *s, rf_store_job_t *job) {
+  conn_t *c = s->writer;
+  int rc = exec_simple(c, ST_JOB_BEGIN);
+  if (rc != 0)
+    return rc;
+  tl_batch = c;
+  tl_batch_store = s;
+  rc = job->work(&s->base, job->arg);
+  tl_batch = NULL;
+  tl_batch_store = NULL;
+  if (sqlite3_get_autocommit(c->db))
+    return rc != 0 ? rc : RF_EIO; /* SQLite rolled the transaction back */
+  if (rc == 0 && (rc = exec_simple(c, ST_JOB_RELEASE)) == 0)
+    return 0;
+  exec_simple(c, ST_JOB_ROLLBACK);
+  exec_simple(c, ST_JOB_RELEASE);
+  return rc;
+}
+
+/* The writer's group commit (store.h, "the executor"): BEGIN IMMEDIATE -
+ * the only place this process waits for SQLite's write lock - then each
+ * job in its savepoint, then one COMMIT for all. A job is answered (its
+ * done runs) only after that COMMIT has returned. Bounded by
+ * RF_STORE_BATCH_MS: later jobs wait for the next transaction. */
+static size_t writer_batch(rf_store_t *base, rf_store_job_t **jobs, size_t n, void *ctx) {
+  (void)ctx;
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  conn_t *c = s->writer;
+  int rc = exec_simple(c, ST_BEGIN);
+  if (rc != 0) {
+    for (size_t i = 0; i < n; i++)
+      jobs[i]->rc = rc;
+    return n;
+  }
+  uint64_t t0 = mono_ms();
+  size_t ran = 0;
+  int lost = 0;
+  while (ran < n && !lost) {
+    if (ran > 0 && mono_ms() - t0 >= RF_STORE_BATCH_MS)
+      break;
+    jobs[ran]->rc = writer_job(s, jobs[ran]);
+    lost = sqlite3_get_autocommit(c->db) ? jobs[ran]->rc : 0;
+    ran++;
+  }
+  RF_HOOK("store.batch.commit");
+  rc = lost ? lost : exec_simple(c, ST_COMMIT);
+  if (rc != 0) {
+    if (!sqlite3_get_autocommit(c->db))
+      exec_simple(c, ST_ROLLBACK);
+    for (size_t i = 0; i < ran; i++)
+      if (jobs[i]->rc == 0)
+        jobs[i]->rc = rc; /* nothing of this batch is in the database */
+  }
+  return ran;
 }
 
 int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t errlen) {
@@ -445,8 +555,24 @@ int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t 
   }
   s->idle = c; /* the first connection joins the pool */
   s->nopen = 1;
+  rc = conn_open(path, &s->writer, err, errlen);
+  if (rc == 0)
+    rc = rf__exec_start(&s->exec, &s->base, 1, writer_batch, NULL, "rf-sqlite-wr");
+  if (rc != 0) {
+    s_close(&s->base);
+    return rc;
+  }
   *out = &s->base;
   return 0;
+}
+
+static int s_submit(rf_store_t *base, rf_store_job_t *job) {
+  sqlite_store_t *s = (sqlite_store_t *)base;
+  return rf__exec_submit(s->exec, job->flags, job);
+}
+
+static void s_drain(rf_store_t *base) {
+  rf__exec_drain(((sqlite_store_t *)base)->exec);
 }
 
 static int s_ping(rf_store_t *base) {
@@ -1252,4 +1378,7 @@ static const rf_store_ops_t sqlite_ops = {
     .email_send = s_email_send,
     .email_send_unchecked = s_email_send_unchecked,
     .email_sent_count = s_email_sent_count,
+    .submit = s_submit,
+    .drain = s_drain,
+    .reads_inline = 1,
 };

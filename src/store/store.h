@@ -66,6 +66,27 @@ typedef struct rf_store rf_store_t;
 typedef struct rf_payment rf_payment_t; /* payments section below */
 typedef struct rf_charge rf_charge_t;
 
+/* ------------------------------------------------------ the executor */
+
+/* A unit of database work handed to the store's executor (see
+ * rf_store_submit). The caller owns the struct and keeps it alive until
+ * `done` has been called; the store only links it into its queue. */
+typedef struct rf_store_job rf_store_job_t;
+typedef int (*rf_store_work_fn)(rf_store_t *s, void *arg);
+typedef void (*rf_store_done_fn)(void *arg, int rc);
+struct rf_store_job {
+  rf_store_work_fn work; /* runs the rf_store_* calls; its return is rc */
+  rf_store_done_fn done; /* called once, after the work is durable or undone */
+  void *arg;
+  /* private to the store */
+  unsigned flags;
+  int rc;
+  rf_store_job_t *next;
+};
+
+#define RF_STORE_READ  0u /* the work only reads */
+#define RF_STORE_WRITE 1u /* the work writes: it runs on the database's writer */
+
 /* The backend interface. Every function receives the store it was opened
  * as; see the rf_store_* wrappers below for the contracts. Later additions
  * (payments, jobs, idempotency records) are appended at the end. */
@@ -113,6 +134,12 @@ typedef struct rf_store_ops {
                     int *first);
   int (*email_send_unchecked)(rf_store_t *s, const char *job_id, const char *to);
   int (*email_sent_count)(rf_store_t *s, const char *to, int64_t *count);
+
+  /* the executor (see rf_store_submit); reads_inline: whether READ work
+   * runs at once on the calling thread */
+  int (*submit)(rf_store_t *s, rf_store_job_t *job);
+  void (*drain)(rf_store_t *s);
+  int reads_inline;
 } rf_store_ops_t;
 
 /* Every backend's store begins with this header. */
@@ -146,6 +173,69 @@ int rf_store_open_err(const char *url, rf_store_t **out, char *err, size_t errle
 /* rf_store_close: close every connection and free the store. NULL is a
  * no-op. No other call on s may be in flight or start afterwards. */
 void rf_store_close(rf_store_t *s);
+
+/* -------------------------------------------------------- the executor
+ *
+ * A thread that serves many clients (an HTTP event loop) must never wait on
+ * the database: with SQLite a writer waits for the file's write lock (the
+ * busy handler sleeps), with PostgreSQL every statement is a network round
+ * trip. rf_store_submit hands work to the store instead:
+ *
+ *   RF_STORE_WRITE  the work runs on the database's writer. SQLite: exactly
+ *                   one writer thread and connection per store, which takes
+ *                   every write queued at that moment and runs them in ONE
+ *                   transaction (group commit), each job inside its own
+ *                   SAVEPOINT: a job whose work returns non-zero is rolled
+ *                   back alone (its rc is kept), the others commit. Each
+ *                   job's `done` is called after the COMMIT that holds its
+ *                   write has returned, so a caller that answers from `done`
+ *                   answers only what is durable to the same degree as a
+ *                   single-statement transaction (docs/write-path.md). A
+ *                   batch is bounded: at most RF_STORE_BATCH_MAX jobs and
+ *                   RF_STORE_BATCH_MS milliseconds of work; the rest waits
+ *                   for the next transaction. Jobs run in submission order.
+ *                   If the COMMIT fails, every job of the batch that had
+ *                   succeeded gets the commit's error instead (nothing of
+ *                   the batch is in the database).
+ *                   PostgreSQL: the executor's threads, each job in the
+ *                   transactions its calls make.
+ *   RF_STORE_READ   SQLite (reads_inline): the work runs at once on the
+ *                   calling thread (WAL readers never wait for the writer);
+ *                   `done` is called before rf_store_submit returns.
+ *                   PostgreSQL: on the executor's threads, like writes.
+ *
+ * Inside `work`, the rf_store_* calls are made as usual with the store
+ * passed in; on the writer they use the writer's connection and
+ * transaction. `work` must not block on anything but the database.
+ * `done` runs on the executor's thread (or the caller's, for inline reads).
+ *
+ * Returns 0 (done will be called exactly once), RF_EBUSY (more than
+ * RF_STORE_QUEUE_MAX jobs waiting: the caller should answer "overloaded"),
+ * RF_ESTATE (called in another process than the one that opened the store,
+ * or the store is closing), RF_EINVAL. On error `done` is not called. */
+#define RF_STORE_BATCH_MAX 128
+#define RF_STORE_BATCH_MS  20
+#define RF_STORE_QUEUE_MAX 8192
+int rf_store_submit(rf_store_t *s, unsigned flags, rf_store_job_t *job);
+
+/* rf_store_reads_inline: whether RF_STORE_READ work runs on the calling
+ * thread (SQLite) rather than on the executor (PostgreSQL). */
+static inline int rf_store_reads_inline(const rf_store_t *s) {
+  return s ? s->ops->reads_inline : 1;
+}
+
+/* rf_store_drain: wait until every job submitted so far has completed
+ * (its `done` has returned). For shutdown, before the owners of the jobs
+ * go away. */
+void rf_store_drain(rf_store_t *s);
+
+/* The event-loop guard. A thread that must never wait on the database
+ * marks itself with rf_store_loop_thread(true); every write transaction the
+ * store then begins on that thread (and with PostgreSQL every round trip)
+ * is counted, and rf_store_loop_waits() returns this thread's count. The
+ * HTTP layer exports the sum as a metric; tests assert it stays 0. */
+void rf_store_loop_thread(int on);
+uint64_t rf_store_loop_waits(void);
 
 /* rf_store_kind: "sqlite" or "postgres"; static string. */
 static inline const char *rf_store_kind(const rf_store_t *s) {

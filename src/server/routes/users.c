@@ -14,9 +14,16 @@
 
 typedef struct {
   srv_user_create_req_t req;
+  int64_t id; /* the new user's id */
 } create_state_t;
 
-enum { ST_START = 0, ST_WRITE = 1 };
+enum { ST_START = 0, ST_WRITE = 1, ST_DONE = 2 };
+
+/* On the writer: the unique index decides. */
+static int create_work(rf_store_t *s, void *state) {
+  create_state_t *st = state;
+  return rf_store_user_create(s, st->req.email, &st->id);
+}
 
 static void reply_user(srv_rq_t *rq, unsigned status, int64_t id, const char *email) {
   srv_rq_reply_json(rq, status, json_pack("{s:I,s:s}", "id", (json_int_t)id, "email", email));
@@ -42,38 +49,58 @@ static void create_safe(srv_rq_t *rq) {
     srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE);
     return;
   }
+  case ST_WRITE:
+    srv_rq_store(rq, RF_STORE_WRITE, create_work, ST_DONE);
+    return;
   default: {
-    int64_t id = 0;
-    int rc = rf_store_user_create(app->store, st->req.email, &id); /* the unique index decides */
+    int rc = srv_rq_store_rc(rq);
     if (rc == RF_EEXIST)
       srv_rq_reply_error(rq, 409, "conflict", "a user with email %s exists", st->req.email);
     else if (rc != 0)
       srv_rq_reply_status(rq, rc, "users");
     else
-      reply_user(rq, 201, id, st->req.email);
+      reply_user(rq, 201, st->id, st->req.email);
     return;
   }
   }
 }
 
-static void get_common(srv_rq_t *rq, int unchecked) {
-  srv_app_t *app = srv_rq_app(rq);
-  srv_decode_err_t err;
+typedef struct {
   int64_t id;
-  int rc = srv_decode_user_id(srv_rq_param(rq, 0), &id, &err);
-  if (rc != 0) {
-    srv_rq_reply_decode_error(rq, rc, &err);
+  int unchecked;
+  char email[RF_STORE_EMAIL_MAX + 1];
+} get_state_t;
+
+static int get_work(rf_store_t *s, void *state) {
+  get_state_t *st = state;
+  return st->unchecked ? rf_store_user_get_unchecked(s, st->id, st->email, sizeof st->email)
+                       : rf_store_user_get(s, st->id, st->email, sizeof st->email);
+}
+
+static void get_common(srv_rq_t *rq, int unchecked) {
+  get_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
     return;
   }
-  char email[RF_STORE_EMAIL_MAX + 1];
-  rc = unchecked ? rf_store_user_get_unchecked(app->store, id, email, sizeof email)
-                 : rf_store_user_get(app->store, id, email, sizeof email);
+  if (srv_rq_stage(rq) == ST_START) {
+    srv_decode_err_t err;
+    int rc = srv_decode_user_id(srv_rq_param(rq, 0), &st->id, &err);
+    if (rc != 0) {
+      srv_rq_reply_decode_error(rq, rc, &err);
+      return;
+    }
+    st->unchecked = unchecked;
+    srv_rq_store(rq, RF_STORE_READ, get_work, ST_DONE);
+    return;
+  }
+  int rc = srv_rq_store_rc(rq);
   if (rc == RF_ENOENT)
-    srv_rq_reply_error(rq, 404, "not_found", "no user with id %lld", (long long)id);
+    srv_rq_reply_error(rq, 404, "not_found", "no user with id %lld", (long long)st->id);
   else if (rc != 0)
     srv_rq_reply_status(rq, rc, "users");
   else
-    reply_user(rq, 200, id, email);
+    reply_user(rq, 200, st->id, st->email);
 }
 
 /* ---- UNSAFE: the article's naive version ----
@@ -88,7 +115,13 @@ static void get_common(srv_rq_t *rq, int unchecked) {
  * safe handler, between the check and the act. */
 typedef struct {
   srv_user_create_req_t req;
+  int64_t id;
 } naive_state_t;
+
+static int naive_insert_work(rf_store_t *s, void *state) {
+  naive_state_t *st = state;
+  return rf_store_user_insert_unchecked(s, st->req.email, &st->id);
+}
 
 static void create_unsafe(srv_rq_t *rq) {
   srv_app_t *app = srv_rq_app(rq);
@@ -120,13 +153,15 @@ static void create_unsafe(srv_rq_t *rq) {
     srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE); /* the window */
     return;
   }
+  case ST_WRITE:
+    srv_rq_store(rq, RF_STORE_WRITE, naive_insert_work, ST_DONE); /* act */
+    return;
   default: {
-    int64_t id = 0;
-    int rc = rf_store_user_insert_unchecked(app->store, st->req.email, &id); /* act */
+    int rc = srv_rq_store_rc(rq);
     if (rc != 0)
       srv_rq_reply_status(rq, rc, "users");
     else
-      reply_user(rq, 201, id, st->req.email);
+      reply_user(rq, 201, st->id, st->req.email);
     return;
   }
   }
