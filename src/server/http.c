@@ -270,24 +270,23 @@ void srv_rq_store(srv_rq_t *rq, unsigned mode, srv_store_fn fn, unsigned next_st
   /* Announce the job before looking at the flag; srv_http_stop sets the
    * flag before waiting for the count: one of the two sees the other. */
   atomic_fetch_add(&app->store_jobs, 1);
-  if (atomic_load(&app->store_closing)) {
-    atomic_fetch_sub(&app->store_jobs, 1);
-    srv_rq_reply_error(rq, 503, "shutting_down", "the server is shutting down");
-    return;
+  int rc = RF_ESHUTDOWN;
+  if (!atomic_load(&app->store_closing)) {
+    bool inline_read = mode == RF_STORE_READ && rf_store_reads_inline(app->store);
+    if (!inline_read)
+      srv_rq_suspend(rq); /* before the hand-off: the writer may finish first */
+    rc = rf_store_submit(app->store, mode, &rq->job);
+    if (rc == 0)
+      return;
   }
-  bool inline_read = mode == RF_STORE_READ && rf_store_reads_inline(app->store);
-  if (!inline_read)
-    srv_rq_suspend(rq); /* before the hand-off: the writer may finish first */
-  int rc = rf_store_submit(app->store, mode, &rq->job);
-  if (rc == 0)
-    return;
   atomic_fetch_sub(&app->store_jobs, 1);
-  if (rc == RF_EBUSY) {
-    srv_rq_header(rq, "Retry-After", "1");
-    srv_rq_reply_error(rq, 503, "overloaded", "too many database writes are waiting");
-  } else {
-    srv_rq_reply_status(rq, rc, "store");
-  }
+  /* Not handed over: continue at next_stage with the reason as the work's
+   * result (RF_EBUSY: the queue is full, answered 503 + Retry-After). */
+  rq->store_rc = rc == RF_ESTATE ? RF_ESHUTDOWN : rc;
+  if (rq->suspended)
+    srv_rq_wake(rq, next_stage);
+  else
+    rq->again = true;
 }
 
 int srv_rq_store_rc(const srv_rq_t *rq) {

@@ -88,9 +88,10 @@ void srv_rq_wake(srv_rq_t *rq, unsigned next_stage);
  * after the COMMIT. RF_STORE_READ: fn only reads; with SQLite it runs at
  * once on this thread, with PostgreSQL on the executor. fn runs on another
  * thread than the handler: it must touch nothing but the store and
- * `state`. A full queue answers 503 overloaded, shutdown 503 shutting_down.
- * Either way the handler must return right after this call without
- * touching rq. */
+ * `state`. When the work cannot be handed over, the handler continues at
+ * next_stage all the same, with srv_rq_store_rc = RF_EBUSY (the queue is
+ * full) or RF_ESHUTDOWN, which srv_rq_reply_status answers 503. Either way
+ * the handler must return right after this call without touching rq. */
 typedef int (*srv_store_fn)(rf_store_t *s, void *state);
 void srv_rq_store(srv_rq_t *rq, unsigned mode, srv_store_fn fn, unsigned next_stage);
 int srv_rq_store_rc(const srv_rq_t *rq);

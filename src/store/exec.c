@@ -172,15 +172,19 @@ void rf__exec_drain(rf__exec_t *e) {
 void rf__exec_stop(rf__exec_t *e) {
   if (e == NULL)
     return;
-  if (getpid() == e->pid) {
-    pthread_mutex_lock(&e->mu);
-    e->stopping = true; /* threads finish what is queued, then leave */
-    pthread_cond_broadcast(&e->work);
-    pthread_mutex_unlock(&e->mu);
-    for (unsigned i = 0; i < e->nthreads; i++)
-      pthread_join(e->threads[i], NULL);
+  if (getpid() != e->pid) {
+    /* A forked child: the threads do not exist here, and the condition
+     * variables still count the parent's waiters (destroying them would
+     * wait for those forever). Only the memory is ours. */
+    free(e);
+    return;
   }
-  /* In a forked child the threads do not exist: only free the memory. */
+  pthread_mutex_lock(&e->mu);
+  e->stopping = true; /* threads finish what is queued, then leave */
+  pthread_cond_broadcast(&e->work);
+  pthread_mutex_unlock(&e->mu);
+  for (unsigned i = 0; i < e->nthreads; i++)
+    pthread_join(e->threads[i], NULL);
   pthread_cond_destroy(&e->idle);
   pthread_cond_destroy(&e->work);
   pthread_mutex_destroy(&e->mu);

@@ -62,7 +62,17 @@
 
 #include "routes.h"
 
-enum { ST_START = 0, ST_LOCKED = 1, ST_CHARGE = 2, ST_FINISH = 3 };
+enum {
+  ST_START = 0,
+  ST_LOCKED = 1,
+  ST_CHARGE = 2,
+  ST_FINISH = 3,
+  /* after the store's executor ran the step's database work */
+  ST_BEGUN = 4,    /* payment_begin */
+  ST_CHARGED = 5,  /* charge_record */
+  ST_FINISHED = 6, /* payment_finish */
+  ST_CURRENT = 7,  /* payment_get, after losing a fenced write */
+};
 
 static rf_kmutex_t *g_km;          /* per-process: one charge per id at a time */
 static rf_lock_t *g_lock;          /* lock.h service: app->redis, or a memory one */
@@ -80,8 +90,13 @@ typedef struct {
   int lock_status; /* rf_kmutex_lock_cb's answer */
   unsigned next;   /* the stage pay_after continues at */
   bool have_kmutex, have_lease;
+  bool replayed; /* finish: the answer is a replay of an earlier charge */
   rf_lock_lease_t lease;
   rf_charge_t charge;
+  char fpr[48];     /* the request's fingerprint, for payment_begin */
+  rf_payment_t rec; /* payment_begin's or payment_get's record */
+  char *body;       /* finish: the outcome's answer (malloc'd) */
+  int status;       /* finish: its status */
 } pay_t;
 
 typedef struct {
@@ -152,15 +167,41 @@ static void reply_in_progress(srv_rq_t *rq, const char *id) {
                      "payment %s is being processed by another request; retry later", id);
 }
 
+/* The database work of each step; each runs on the store's executor
+ * (the writes on the database's writer) with the request's pay_t. */
+static int begin_work(rf_store_t *s, void *state) {
+  pay_t *st = state;
+  return rf_store_payment_begin(s, st->id, st->amount, st->fpr, g_lease_ms, g_owner, &st->rec);
+}
+
+static int charge_work(rf_store_t *s, void *state) {
+  pay_t *st = state;
+  return rf_store_charge_record(s, st->id, st->amount, st->declined, st->token, &st->charge);
+}
+
+static int finish_work(rf_store_t *s, void *state) {
+  pay_t *st = state;
+  return rf_store_payment_finish(s, st->id, st->token, st->charge.declined, st->status,
+                                 st->charge.declined ? "" : st->charge.charge_id, st->body);
+}
+
+static int current_work(rf_store_t *s, void *state) {
+  pay_t *st = state;
+  return rf_store_payment_get(s, st->id, &st->rec);
+}
+
 /* Answer from the record as it stands (after losing a fenced write: the
- * current holder decides). */
-static void reply_current(srv_rq_t *rq, const char *id) {
-  rf_payment_t rec;
-  int rc = rf_store_payment_get(srv_rq_app(rq)->store, id, &rec);
-  if (rc == 0 && rec.claim == RF_PAY_DONE)
-    reply_stored(rq, rec.http_status, rec.body, true);
+ * current holder decides): read it, then current_answer. */
+static void reply_current(srv_rq_t *rq) {
+  srv_rq_store(rq, RF_STORE_READ, current_work, ST_CURRENT);
+}
+
+static void current_answer(srv_rq_t *rq, pay_t *st) {
+  int rc = srv_rq_store_rc(rq);
+  if (rc == 0 && st->rec.claim == RF_PAY_DONE)
+    reply_stored(rq, st->rec.http_status, st->rec.body, true);
   else if (rc == 0)
-    reply_in_progress(rq, id);
+    reply_in_progress(rq, st->id);
   else
     srv_rq_reply_status(rq, rc, "payments");
 }
@@ -199,19 +240,27 @@ static void pay_after(srv_rq_t *rq, pay_t *st, uint64_t ms, unsigned stage) {
   }
 }
 
-/* Store the outcome under our token and answer it. */
+/* Store the outcome under our token (finish_work), then finished. */
 static void finish(srv_rq_t *rq, pay_t *st, bool replayed) {
-  int status = 0;
-  char *body = outcome_body(st->id, st->amount, &st->charge, &status);
-  int rc =
-      body ? rf_store_payment_finish(srv_rq_app(rq)->store, st->id, st->token, st->charge.declined,
-                                     status, st->charge.declined ? "" : st->charge.charge_id, body)
-           : RF_ENOMEM;
+  st->replayed = replayed;
+  st->body = outcome_body(st->id, st->amount, &st->charge, &st->status);
+  if (st->body == NULL) {
+    release_locks(st);
+    srv_rq_reply_nomem(rq);
+    return;
+  }
+  srv_rq_store(rq, RF_STORE_WRITE, finish_work, ST_FINISHED);
+}
+
+static void finished(srv_rq_t *rq, pay_t *st) {
+  int rc = srv_rq_store_rc(rq);
+  char *body = st->body;
+  st->body = NULL;
   release_locks(st);
   if (rc == 0)
-    reply_stored(rq, status, body, replayed);
+    reply_stored(rq, st->status, body, st->replayed);
   else if (rc == RF_ESTALE)
-    reply_current(rq, st->id); /* our lease was taken over: the new holder answers */
+    reply_current(rq); /* our lease was taken over: the new holder answers */
   else
     srv_rq_reply_status(rq, rc, "payments");
   free(body);
@@ -289,34 +338,37 @@ static void start(srv_rq_t *rq) {
   pay_t *st = pay_decode(rq);
   if (st == NULL || lock_first(rq, st) != 0)
     return;
-  char fpr[48];
-  snprintf(fpr, sizeof fpr, "amount=%lld", (long long)st->amount);
-  rf_payment_t rec;
-  int rc = rf_store_payment_begin(srv_rq_app(rq)->store, st->id, st->amount, fpr, g_lease_ms,
-                                  g_owner, &rec);
+  snprintf(st->fpr, sizeof st->fpr, "amount=%lld", (long long)st->amount);
+  srv_rq_store(rq, RF_STORE_WRITE, begin_work, ST_BEGUN); /* the idempotency claim */
+}
+
+/* After the claim: charge, finish, or answer from the record. */
+static void begun(srv_rq_t *rq, pay_t *st) {
+  const rf_payment_t *rec = &st->rec;
+  int rc = srv_rq_store_rc(rq);
   if (rc != 0) {
     release_locks(st);
     srv_rq_reply_status(rq, rc, "payments");
     return;
   }
-  if (rec.claim == RF_PAY_MISMATCH || rec.claim == RF_PAY_DONE || rec.claim == RF_PAY_BUSY)
+  if (rec->claim == RF_PAY_MISMATCH || rec->claim == RF_PAY_DONE || rec->claim == RF_PAY_BUSY)
     release_locks(st); /* answered below without charging */
-  switch (rec.claim) {
+  switch (rec->claim) {
   case RF_PAY_MISMATCH:
     srv_rq_reply_error(rq, 422, "idempotency_mismatch",
                        "payment %s was first requested with amount %lld, not %lld", st->id,
-                       (long long)rec.amount, (long long)st->amount);
+                       (long long)rec->amount, (long long)st->amount);
     return;
   case RF_PAY_DONE:
-    reply_stored(rq, rec.http_status, rec.body, true);
+    reply_stored(rq, rec->http_status, rec->body, true);
     return;
   case RF_PAY_BUSY:
     reply_in_progress(rq, st->id);
     return;
   case RF_PAY_TAKEN_OVER:
-    st->token = rec.token;
-    if (rec.has_charge) { /* charged before its holder died: finish, never charge twice */
-      st->charge = rec.charge;
+    st->token = rec->token;
+    if (rec->has_charge) { /* charged before its holder died: finish, never charge twice */
+      st->charge = rec->charge;
       finish(rq, st, true);
       return;
     }
@@ -324,20 +376,23 @@ static void start(srv_rq_t *rq) {
     return;
   case RF_PAY_CLAIMED:
   default:
-    st->token = rec.token;
+    st->token = rec->token;
     lock_and_charge(rq, st);
     return;
   }
 }
 
-static void charge(srv_rq_t *rq, pay_t *st) {
+static void charge(srv_rq_t *rq) {
+  srv_rq_store(rq, RF_STORE_WRITE, charge_work, ST_CHARGED); /* fenced by our token */
+}
+
+static void charged(srv_rq_t *rq, pay_t *st) {
   srv_app_t *app = srv_rq_app(rq);
-  int rc =
-      rf_store_charge_record(app->store, st->id, st->amount, st->declined, st->token, &st->charge);
+  int rc = srv_rq_store_rc(rq);
   if (rc != 0) {
     release_locks(st);
     if (rc == RF_ESTALE)
-      reply_current(rq, st->id); /* a newer holder exists: it charges, not us */
+      reply_current(rq); /* a newer holder exists: it charges, not us */
     else
       srv_rq_reply_status(rq, rc, "card processor");
     return;
@@ -356,10 +411,22 @@ static void payment_safe(srv_rq_t *rq) {
     locked(rq, st);
     return;
   case ST_CHARGE:
-    charge(rq, st);
+    charge(rq);
+    return;
+  case ST_FINISH:
+    finish(rq, st, false);
+    return;
+  case ST_BEGUN:
+    begun(rq, st);
+    return;
+  case ST_CHARGED:
+    charged(rq, st);
+    return;
+  case ST_FINISHED:
+    finished(rq, st);
     return;
   default:
-    finish(rq, st, false);
+    current_answer(rq, st);
     return;
   }
 }

@@ -29,14 +29,41 @@
 #define RETRY_BASE_MS 10
 #define RETRY_CAP_MS  500
 
-enum { ST_START = 0, ST_READ = 1, ST_WRITE = 2 };
+enum { ST_START = 0, ST_READ = 1, ST_WRITE = 2, ST_CHECK = 3, ST_DONE = 4 };
 
 typedef struct {
   char user[SRV_ID_MAX + 1];
   int64_t amount; /* signed: negative withdraws */
-  int64_t balance_read, version_read, balance_new;
+  int64_t balance_read, version_read, balance_new, version_new;
   rf_retry_t retry;
 } move_state_t;
+
+/* PUT and GET: the database work runs on the store's executor. */
+typedef struct {
+  char user[SRV_ID_MAX + 1];
+  int64_t balance, version;
+} wallet_state_t;
+
+static int wallet_put_work(rf_store_t *s, void *state) {
+  wallet_state_t *st = state;
+  return rf_store_wallet_put(s, st->user, st->balance, &st->version);
+}
+
+static int wallet_get_work(rf_store_t *s, void *state) {
+  wallet_state_t *st = state;
+  return rf_store_wallet_get(s, st->user, &st->balance, &st->version);
+}
+
+static int move_read_work(rf_store_t *s, void *state) {
+  move_state_t *st = state;
+  return rf_store_wallet_get(s, st->user, &st->balance_read, &st->version_read);
+}
+
+/* On the writer: the version check and the write in one statement. */
+static int move_cas_work(rf_store_t *s, void *state) {
+  move_state_t *st = state;
+  return rf_store_wallet_cas(s, st->user, st->version_read, st->balance_new, &st->version_new);
+}
 
 static void reply_wallet(srv_rq_t *rq, const char *user, int64_t balance, int64_t version) {
   srv_rq_reply_json(rq, 200,
@@ -48,43 +75,58 @@ static void reply_not_found(srv_rq_t *rq, const char *user) {
   srv_rq_reply_error(rq, 404, "not_found", "no wallet for user %s", user);
 }
 
+static void wallet_answer(srv_rq_t *rq, const wallet_state_t *st) {
+  int rc = srv_rq_store_rc(rq);
+  if (rc == RF_ENOENT)
+    reply_not_found(rq, st->user);
+  else if (rc != 0)
+    srv_rq_reply_status(rq, rc, "wallets");
+  else
+    reply_wallet(rq, st->user, st->balance, st->version);
+}
+
 void h_wallet_put(srv_rq_t *rq) {
-  char user[SRV_ID_MAX + 1];
+  wallet_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return;
+  }
+  if (srv_rq_stage(rq) == ST_DONE) {
+    wallet_answer(rq, st);
+    return;
+  }
   srv_wallet_put_req_t req;
   srv_decode_err_t err;
   size_t len;
   const char *body = srv_rq_body(rq, &len);
-  int rc = srv_decode_id(srv_rq_param(rq, 0), "userId", user, &err);
+  int rc = srv_decode_id(srv_rq_param(rq, 0), "userId", st->user, &err);
   if (rc == 0)
     rc = srv_decode_wallet_put(body, len, &req, &err);
   if (rc != 0) {
     srv_rq_reply_decode_error(rq, rc, &err);
     return;
   }
-  int64_t version = 0;
-  rc = rf_store_wallet_put(srv_rq_app(rq)->store, user, req.balance, &version);
-  if (rc != 0)
-    srv_rq_reply_status(rq, rc, "wallets");
-  else
-    reply_wallet(rq, user, req.balance, version);
+  st->balance = req.balance;
+  srv_rq_store(rq, RF_STORE_WRITE, wallet_put_work, ST_DONE);
 }
 
 void h_wallet_get(srv_rq_t *rq) {
-  char user[SRV_ID_MAX + 1];
+  wallet_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return;
+  }
+  if (srv_rq_stage(rq) == ST_DONE) {
+    wallet_answer(rq, st);
+    return;
+  }
   srv_decode_err_t err;
-  int rc = srv_decode_id(srv_rq_param(rq, 0), "userId", user, &err);
+  int rc = srv_decode_id(srv_rq_param(rq, 0), "userId", st->user, &err);
   if (rc != 0) {
     srv_rq_reply_decode_error(rq, rc, &err);
     return;
   }
-  int64_t balance = 0, version = 0;
-  rc = rf_store_wallet_get(srv_rq_app(rq)->store, user, &balance, &version);
-  if (rc == RF_ENOENT)
-    reply_not_found(rq, user);
-  else if (rc != 0)
-    srv_rq_reply_status(rq, rc, "wallets");
-  else
-    reply_wallet(rq, user, balance, version);
+  srv_rq_store(rq, RF_STORE_READ, wallet_get_work, ST_DONE);
 }
 
 /* START: decode path and body into the state. NULL when answered. */
@@ -109,10 +151,9 @@ static move_state_t *move_decode(srv_rq_t *rq, int sign) {
   return st;
 }
 
-/* READ + check, shared by both handlers. 0: st->balance_new is set. */
-static int move_read_check(srv_rq_t *rq, move_state_t *st) {
-  int rc =
-      rf_store_wallet_get(srv_rq_app(rq)->store, st->user, &st->balance_read, &st->version_read);
+/* The check after the read (rc: the read's result), shared by both
+ * handlers. 0: st->balance_new is set; otherwise answered. */
+static int move_check(srv_rq_t *rq, move_state_t *st, int rc) {
   if (rc == RF_ENOENT) {
     reply_not_found(rq, st->user);
     return rc;
@@ -156,15 +197,22 @@ static void move_safe(srv_rq_t *rq, int sign) {
   }
   case ST_READ:
     st = srv_rq_state(rq, sizeof *st);
-    if (move_read_check(rq, st) == 0)
+    srv_rq_store(rq, RF_STORE_READ, move_read_work, ST_CHECK);
+    return;
+  case ST_CHECK:
+    st = srv_rq_state(rq, sizeof *st);
+    if (move_check(rq, st, srv_rq_store_rc(rq)) == 0)
       srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE);
+    return;
+  case ST_WRITE:
+    st = srv_rq_state(rq, sizeof *st);
+    srv_rq_store(rq, RF_STORE_WRITE, move_cas_work, ST_DONE);
     return;
   default: {
     st = srv_rq_state(rq, sizeof *st);
-    int64_t version = 0;
-    int rc = rf_store_wallet_cas(app->store, st->user, st->version_read, st->balance_new, &version);
+    int rc = srv_rq_store_rc(rq);
     if (rc == 0) {
-      reply_wallet(rq, st->user, st->balance_new, version);
+      reply_wallet(rq, st->user, st->balance_new, st->version_new);
       return;
     }
     if (rc == RF_ENOENT) {
@@ -197,24 +245,40 @@ static void move_safe(srv_rq_t *rq, int sign) {
  *
  * Two concurrent withdrawals of 60 from 100 both read 100, both pass, both
  * write 40 and both answer 200: 120 paid out, 60 taken. */
+static int naive_set_work(rf_store_t *s, void *state) {
+  move_state_t *st = state;
+  return rf_store_wallet_set(s, st->user, st->balance_new, &st->version_new);
+}
+
 static void move_unsafe(srv_rq_t *rq, int sign) {
   srv_app_t *app = srv_rq_app(rq);
   move_state_t *st;
-  if (srv_rq_stage(rq) == ST_START) {
+  switch (srv_rq_stage(rq)) {
+  case ST_START:
     st = move_decode(rq, sign);
-    if (st != NULL && move_read_check(rq, st) == 0)
+    if (st != NULL)
+      srv_rq_store(rq, RF_STORE_READ, move_read_work, ST_CHECK); /* read */
+    return;
+  case ST_CHECK:
+    st = srv_rq_state(rq, sizeof *st);
+    if (move_check(rq, st, srv_rq_store_rc(rq)) == 0)       /* check */
       srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE); /* the window */
     return;
+  case ST_WRITE:
+    st = srv_rq_state(rq, sizeof *st);
+    srv_rq_store(rq, RF_STORE_WRITE, naive_set_work, ST_DONE); /* blind write */
+    return;
+  default:
+    st = srv_rq_state(rq, sizeof *st);
+    int rc = srv_rq_store_rc(rq);
+    if (rc == RF_ENOENT)
+      reply_not_found(rq, st->user);
+    else if (rc != 0)
+      srv_rq_reply_status(rq, rc, "wallets");
+    else
+      reply_wallet(rq, st->user, st->balance_new, st->version_new);
+    return;
   }
-  st = srv_rq_state(rq, sizeof *st);
-  int64_t version = 0;
-  int rc = rf_store_wallet_set(app->store, st->user, st->balance_new, &version); /* blind write */
-  if (rc == RF_ENOENT)
-    reply_not_found(rq, st->user);
-  else if (rc != 0)
-    srv_rq_reply_status(rq, rc, "wallets");
-  else
-    reply_wallet(rq, st->user, st->balance_new, version);
 }
 
 /* ---- dispatch ---- */
