@@ -60,6 +60,7 @@ int rf__exec_start(rf__exec_t **out, rf_store_t *s, unsigned threads, rf__exec_b
                    void *ctx, const char *name);
 int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job);
 void rf__exec_drain(rf__exec_t *e);
+void rf__exec_stats(const rf__exec_t *e, uint64_t *batches, uint64_t *jobs);
 /* Runs what is queued, joins the threads, frees. NULL is a no-op. */
 void rf__exec_stop(rf__exec_t *e);
 

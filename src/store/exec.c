@@ -35,6 +35,7 @@ struct rf__exec {
   rf_store_job_t *head, *tail;
   size_t queued, pending;
   bool stopping;
+  uint64_t batches, jobs; /* under mu */
   unsigned nthreads;
   pthread_t threads[];
 };
@@ -96,6 +97,8 @@ static void *exec_main(void *arg) {
     }
 
     pthread_mutex_lock(&e->mu);
+    e->batches++;
+    e->jobs += ran;
     e->pending -= ran;
     if (e->pending == 0)
       pthread_cond_broadcast(&e->idle);
@@ -167,6 +170,20 @@ void rf__exec_drain(rf__exec_t *e) {
   while (e->pending > 0)
     pthread_cond_wait(&e->idle, &e->mu);
   pthread_mutex_unlock(&e->mu);
+}
+
+void rf__exec_stats(const rf__exec_t *e, uint64_t *batches, uint64_t *jobs) {
+  uint64_t b = 0, j = 0;
+  if (e != NULL) {
+    pthread_mutex_lock((pthread_mutex_t *)&e->mu);
+    b = e->batches;
+    j = e->jobs;
+    pthread_mutex_unlock((pthread_mutex_t *)&e->mu);
+  }
+  if (batches)
+    *batches = b;
+  if (jobs)
+    *jobs = j;
 }
 
 void rf__exec_stop(rf__exec_t *e) {

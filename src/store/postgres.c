@@ -248,7 +248,6 @@ typedef struct pg_store {
   pconn_t *slots;        /* pool_size slots */
   /* Statistics (relaxed: independent event counts, read by tests). */
   atomic_uint_fast64_t retries, connects, dropped;
-  rf__exec_t *exec; /* one executor thread per pooled connection */
 } pg_store_t;
 
 /* ------------------------------------------------------------- helpers */
@@ -832,7 +831,7 @@ static void detach_sockets(pg_store_t *s) {
 
 static void s_close(rf_store_t *base) {
   pg_store_t *s = (pg_store_t *)base;
-  rf__exec_stop(s->exec); /* runs what is queued, then joins */
+  rf__exec_stop(s->base.exec); /* runs what is queued, then joins */
   if (s->slots) {
     if (getpid() != s->pid)
       detach_sockets(s);
@@ -921,23 +920,14 @@ int rf__store_pg_open(const char *url, rf_store_t **out, char *err, size_t errle
   /* As many executor threads as connections: a job holds one connection
    * for its calls, so more threads would only wait for a slot. */
   if (rc == 0)
-    rc = rf__exec_start(&s->exec, &s->base, (unsigned)(s->pool_size < 64 ? s->pool_size : 64), NULL,
-                        NULL, "rf-pg-exec");
+    rc = rf__exec_start(&s->base.exec, &s->base, (unsigned)(s->pool_size < 64 ? s->pool_size : 64),
+                        NULL, NULL, "rf-pg-exec");
   if (rc != 0) {
     s_close(&s->base);
     return rc;
   }
   *out = &s->base;
   return 0;
-}
-
-static int s_submit(rf_store_t *base, rf_store_job_t *job) {
-  pg_store_t *s = (pg_store_t *)base;
-  return rf__exec_submit(s->exec, job->flags, job);
-}
-
-static void s_drain(rf_store_t *base) {
-  rf__exec_drain(((pg_store_t *)base)->exec);
 }
 
 void rf__store_pg_stats(rf_store_t *base, rf__pg_stats_t *out) {
@@ -1497,7 +1487,5 @@ static const rf_store_ops_t pg_ops = {
     .email_send = s_email_send,
     .email_send_unchecked = s_email_send_unchecked,
     .email_sent_count = s_email_sent_count,
-    .submit = s_submit,
-    .drain = s_drain,
     .reads_inline = 0,
 };

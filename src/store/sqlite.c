@@ -163,8 +163,16 @@ typedef struct sqlite_store {
   conn_t *idle;         /* stack of connections not in use */
   int nopen;            /* connections open (idle + in use) */
   conn_t *writer;       /* the writer thread's own connection */
-  rf__exec_t *exec;     /* the writer thread (group commit) */
+  /* The checkpointer: copies the WAL back into the database file on its
+   * own connection and thread, so that the writer's COMMIT never does it
+   * (an automatic checkpoint runs inside the COMMIT that crosses the WAL
+   * threshold, and fsyncs: milliseconds every answer of that batch waits). */
+  pthread_t ckpt_thread;
+  bool ckpt_started, ckpt_stop, ckpt_due;
+  pthread_cond_t ckpt_cond; /* under mu */
 } sqlite_store_t;
+
+#define CKPT_PAGES 1000 /* SQLite's own wal_autocheckpoint default */
 
 /* While the writer runs a job, the job's store calls use the writer's
  * connection and transaction: conn_get hands it out, tx_begin/tx_end turn
@@ -451,9 +459,23 @@ static int migrate(conn_t *c, char *err, size_t errlen) {
 
 static const rf_store_ops_t sqlite_ops;
 
+static void ckpt_stop(sqlite_store_t *s) {
+  if (!s->ckpt_started)
+    return;
+  s->ckpt_started = false;
+  if (getpid() != s->pid)
+    return; /* a forked child: the thread is the parent's */
+  pthread_mutex_lock(&s->mu);
+  s->ckpt_stop = true;
+  pthread_cond_signal(&s->ckpt_cond);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->ckpt_thread, NULL);
+}
+
 static void s_close(rf_store_t *base) {
   sqlite_store_t *s = (sqlite_store_t *)base;
-  rf__exec_stop(s->exec); /* runs what is queued, then joins the writer */
+  rf__exec_stop(s->base.exec); /* runs what is queued, then joins the writer */
+  ckpt_stop(s);
   conn_close(s->writer);
   conn_t *c = s->idle;
   while (c) {
@@ -461,8 +483,11 @@ static void s_close(rf_store_t *base) {
     conn_close(c);
     c = next;
   }
-  pthread_cond_destroy(&s->freed);
-  pthread_mutex_destroy(&s->mu);
+  if (getpid() == s->pid) {
+    pthread_cond_destroy(&s->ckpt_cond);
+    pthread_cond_destroy(&s->freed);
+    pthread_mutex_destroy(&s->mu);
+  }
   free(s->path);
   free(s);
 }
@@ -519,8 +544,8 @@ static size_t writer_batch(rf_store_t *base, rf_store_job_t **jobs, size_t n, vo
     lost = sqlite3_get_autocommit(c->db) ? jobs[ran]->rc : 0;
     ran++;
   }
-  RF_HOOK("store.batch.commit");
-  rc = lost ? lost : exec_simple(c, ST_COMMIT);
+  RF_HOOK("store.batch.commit"); /* tests: park here, or fail the COMMIT */
+  rc = lost ? lost : RF_HOOK_FAIL("store.batch.commit") ? RF_EIO : exec_simple(c, ST_COMMIT);
   if (rc != 0) {
     if (!sqlite3_get_autocommit(c->db))
       exec_simple(c, ST_ROLLBACK);
@@ -529,6 +554,62 @@ static size_t writer_batch(rf_store_t *base, rf_store_job_t **jobs, size_t n, vo
         jobs[i]->rc = rc; /* nothing of this batch is in the database */
   }
   return ran;
+}
+
+/* After each COMMIT on the writer's connection (SQLite's WAL hook): ask
+ * the checkpointer to run once the WAL holds CKPT_PAGES pages. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages) {
+  (void)db;
+  (void)name;
+  sqlite_store_t *s = arg;
+  if (pages >= CKPT_PAGES) {
+    pthread_mutex_lock(&s->mu);
+    if (!s->ckpt_due) {
+      s->ckpt_due = true;
+      pthread_cond_signal(&s->ckpt_cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+  }
+  return SQLITE_OK;
+}
+
+/* PASSIVE checkpoints: never wait for readers or the writer, copy what can
+ * be copied; the next one continues. Errors are left for the next round
+ * (the WAL only grows meanwhile, nothing is lost). */
+static void *ckpt_main(void *arg) {
+  sqlite_store_t *s = arg;
+  conn_t *c = NULL;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->ckpt_due && !s->ckpt_stop)
+      pthread_cond_wait(&s->ckpt_cond, &s->mu);
+    if (s->ckpt_stop)
+      break;
+    s->ckpt_due = false;
+    pthread_mutex_unlock(&s->mu);
+    if (c == NULL && conn_open(s->path, &c, NULL, 0) != 0)
+      c = NULL;
+    if (c != NULL)
+      sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    pthread_mutex_lock(&s->mu);
+  }
+  pthread_mutex_unlock(&s->mu);
+  conn_close(c);
+  return NULL;
+}
+
+static int ckpt_start(sqlite_store_t *s) {
+  int rc = sqlite3_exec(s->writer->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return map_rc(rc);
+  if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0) {
+    sqlite3_wal_autocheckpoint(s->writer->db, CKPT_PAGES); /* back to SQLite's own */
+    return 0;
+  }
+  pthread_setname_np(s->ckpt_thread, "rf-sqlite-ckpt");
+  s->ckpt_started = true;
+  sqlite3_wal_hook(s->writer->db, wal_hook, s);
+  return 0;
 }
 
 int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t errlen) {
@@ -540,6 +621,7 @@ int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t 
   s->path = strdup(path);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->freed, NULL);
+  pthread_cond_init(&s->ckpt_cond, NULL);
   if (!s->path) {
     s_close(&s->base);
     return RF_ENOMEM;
@@ -557,22 +639,15 @@ int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t 
   s->nopen = 1;
   rc = conn_open(path, &s->writer, err, errlen);
   if (rc == 0)
-    rc = rf__exec_start(&s->exec, &s->base, 1, writer_batch, NULL, "rf-sqlite-wr");
+    rc = ckpt_start(s);
+  if (rc == 0)
+    rc = rf__exec_start(&s->base.exec, &s->base, 1, writer_batch, NULL, "rf-sqlite-wr");
   if (rc != 0) {
     s_close(&s->base);
     return rc;
   }
   *out = &s->base;
   return 0;
-}
-
-static int s_submit(rf_store_t *base, rf_store_job_t *job) {
-  sqlite_store_t *s = (sqlite_store_t *)base;
-  return rf__exec_submit(s->exec, job->flags, job);
-}
-
-static void s_drain(rf_store_t *base) {
-  rf__exec_drain(((sqlite_store_t *)base)->exec);
 }
 
 static int s_ping(rf_store_t *base) {
@@ -1378,7 +1453,5 @@ static const rf_store_ops_t sqlite_ops = {
     .email_send = s_email_send,
     .email_send_unchecked = s_email_send_unchecked,
     .email_sent_count = s_email_sent_count,
-    .submit = s_submit,
-    .drain = s_drain,
     .reads_inline = 1,
 };

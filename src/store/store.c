@@ -55,11 +55,14 @@ int rf_store_submit(rf_store_t *s, unsigned flags, rf_store_job_t *job) {
     job->done(job->arg, job->rc);
     return 0;
   }
-  job->flags = flags;
-  return s->ops->submit ? s->ops->submit(s, job) : RF_ENOTSUP;
+  return s->exec ? rf__exec_submit(s->exec, flags, job) : RF_ENOTSUP;
 }
 
 void rf_store_drain(rf_store_t *s) {
-  if (s && s->ops->drain)
-    s->ops->drain(s);
+  if (s)
+    rf__exec_drain(s->exec);
+}
+
+void rf_store_exec_stats(const rf_store_t *s, uint64_t *batches, uint64_t *jobs) {
+  rf__exec_stats(s ? s->exec : NULL, batches, jobs);
 }

@@ -135,16 +135,14 @@ typedef struct rf_store_ops {
   int (*email_send_unchecked)(rf_store_t *s, const char *job_id, const char *to);
   int (*email_sent_count)(rf_store_t *s, const char *to, int64_t *count);
 
-  /* the executor (see rf_store_submit); reads_inline: whether READ work
-   * runs at once on the calling thread */
-  int (*submit)(rf_store_t *s, rf_store_job_t *job);
-  void (*drain)(rf_store_t *s);
+  /* whether RF_STORE_READ work runs at once on the calling thread */
   int reads_inline;
 } rf_store_ops_t;
 
 /* Every backend's store begins with this header. */
 struct rf_store {
   const rf_store_ops_t *ops;
+  struct rf__exec *exec; /* the executor (store.c), started by the backend */
 };
 
 /* ------------------------------------------------------------ lifecycle */
@@ -228,6 +226,11 @@ static inline int rf_store_reads_inline(const rf_store_t *s) {
  * (its `done` has returned). For shutdown, before the owners of the jobs
  * go away. */
 void rf_store_drain(rf_store_t *s);
+
+/* rf_store_exec_stats: since the store was opened, *batches transactions
+ * (SQLite's group commits; PostgreSQL: one per job) and *jobs jobs run by
+ * the executor. Either may be NULL. */
+void rf_store_exec_stats(const rf_store_t *s, uint64_t *batches, uint64_t *jobs);
 
 /* The event-loop guard. A thread that must never wait on the database
  * marks itself with rf_store_loop_thread(true); every write transaction the
