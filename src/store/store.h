@@ -32,10 +32,13 @@
  * Thread-safety: a store is callable from any number of threads at once.
  * The SQLite backend keeps a small pool of connections (one per concurrent
  * caller, opened lazily, bounded; a caller beyond the bound waits for a free
- * one) with its prepared statements cached per connection. Calls block for
- * the duration of one short SQL transaction (plus, under write contention,
- * up to the busy timeout). Every write transaction starts with BEGIN
- * IMMEDIATE, so two writers never deadlock on a read-to-write lock upgrade.
+ * one) with its prepared statements cached per connection. Direct calls
+ * block for the duration of one short SQL transaction (plus, under write
+ * contention, up to the busy timeout). Every write transaction starts with
+ * BEGIN IMMEDIATE, so two writers never deadlock on a read-to-write lock
+ * upgrade. A thread that must not block (an event loop) uses the executor
+ * instead (rf_store_submit, below): writes then run on the store's own
+ * writer thread, in group commits.
  *
  * Identifiers (item ids, wallet user ids) are NUL-terminated strings of
  * 1..RF_STORE_ID_MAX bytes; the store does not check the character set (the
