@@ -214,9 +214,11 @@ const char *rf_job_status_name(rf_job_status_t status);
  * ("mem:", "sqlite:PATH" or "postgres://...") and store it in *out.
  * Errors: RF_EINVAL (NULL argument, malformed URL, invalid opts), RF_ENOTSUP
  * (unknown scheme, "sqlite::memory:" which a connection pool cannot share),
- * RF_ENOMEM, RF_EIO (the file cannot be opened or is not a queue database),
- * RF_EBUSY (the file stayed locked longer than busy_timeout_ms). *out is
- * written only on success; RF_EUNAVAIL (PostgreSQL cannot be reached).
+ * RF_ENOMEM, RF_EUNAVAIL (the SQLite file cannot be opened or is not a
+ * database; PostgreSQL cannot be reached), RF_EIO (another database error,
+ * e.g. a file that is a database but not a queue's), RF_EBUSY (the file
+ * stayed locked longer than busy_timeout_ms). *out is written only on
+ * success.
  * Blocking: file I/O for SQLite, a connection for PostgreSQL. Thread-safe. */
 int rf_queue_open(rf_queue_t **out, const char *url, const rf_queue_opts_t *opts);
 

@@ -75,6 +75,7 @@
 
 #include "internal.h"
 #include "queue_internal.h"
+#include "sqlite_errmap.h"
 
 enum {
   ST_INSERT,
@@ -229,19 +230,7 @@ typedef struct {
 /* ------------------------------------------------------------ plumbing */
 
 static int rf__sq_err(int src) {
-  switch (src & 0xff) {
-  case SQLITE_OK:
-  case SQLITE_DONE:
-  case SQLITE_ROW:
-    return 0;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-    return RF_EBUSY;
-  case SQLITE_NOMEM:
-    return RF_ENOMEM;
-  default:
-    return RF_EIO;
-  }
+  return rf__sqlite_errmap(src);
 }
 
 static void rf__sconn_close(rf__sconn_t *c) {
@@ -316,9 +305,7 @@ static int rf__sconn_open(rf__sq_t *s, bool create_schema, rf__sconn_t **out) {
     }
   }
   if (src != SQLITE_OK) {
-    int rc = (src & 0xff) == SQLITE_BUSY    ? RF_EBUSY
-             : (src & 0xff) == SQLITE_NOMEM ? RF_ENOMEM
-                                            : RF_EIO;
+    int rc = rf__sqlite_errmap(src);
     rf__sconn_close(c);
     return rc;
   }

@@ -33,6 +33,7 @@
 #include <sqlite3.h>
 
 #include "racefree/hook.h"
+#include "sqlite_errmap.h" /* src/lib: the one SQLite error mapping */
 
 #include "backend.h"
 #include "store.h"
@@ -183,28 +184,7 @@ static _Thread_local const sqlite_store_t *tl_batch_store;
 /* ---------------------------------------------------------- error mapping */
 
 static int map_rc(int rc) {
-  switch (rc & 0xff) {
-  case SQLITE_OK:
-  case SQLITE_DONE:
-  case SQLITE_ROW:
-    return 0;
-  case SQLITE_BUSY:
-  case SQLITE_LOCKED:
-    return RF_EBUSY;
-  case SQLITE_NOMEM:
-    return RF_ENOMEM;
-  case SQLITE_CONSTRAINT:
-    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
-      return RF_EEXIST;
-    return RF_EINVAL; /* CHECK, NOT NULL: a value the schema refuses */
-  case SQLITE_CANTOPEN:
-  case SQLITE_NOTADB:
-  case SQLITE_PERM:
-  case SQLITE_AUTH:
-    return RF_EUNAVAIL;
-  default:
-    return RF_EIO;
-  }
+  return rf__sqlite_errmap(rc);
 }
 
 static int valid_id(const char *id) {
