@@ -121,6 +121,14 @@ int srv_app_open(srv_app_t *app, const srv_options_t *opts, srv_shared_t *shared
     snprintf(err, errlen, "cannot start the worker pool: %s", rf_strerror(rc));
     goto fail;
   }
+  /* Threads that may block on I/O for the HTTP threads (the job queue's
+   * database): normal priority, mostly waiting. */
+  rf_pool_opts_t io = {.threads = 2, .queue_capacity = 4096, .nice = 0};
+  rc = rf_pool_create(&app->io_pool, &io);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot start the I/O pool: %s", rf_strerror(rc));
+    goto fail;
+  }
   if (opts->redis[0] != '\0' && (rc = srv_redis_open(opts->redis, &app->redis, err, errlen)) != 0)
     goto fail;
   rc = srv_routes_init(app, err, errlen);
@@ -145,6 +153,10 @@ void srv_app_close(srv_app_t *app) {
   if (app->pool != NULL) {
     rf_pool_destroy(app->pool);
     app->pool = NULL;
+  }
+  if (app->io_pool != NULL) {
+    rf_pool_destroy(app->io_pool);
+    app->io_pool = NULL;
   }
   rf_lock_destroy(app->redis);
   app->redis = NULL;

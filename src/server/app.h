@@ -58,7 +58,8 @@ typedef struct srv_app {
   srv_shared_t *shared;
   rf_store_t *store;
   rf_timer_t *timer;
-  rf_pool_t *pool;
+  rf_pool_t *pool;    /* CPU work (low priority) */
+  rf_pool_t *io_pool; /* blocking calls that are not the store's (srv_rq_offload) */
   rf_lock_t *redis; /* --redis: the distributed lock service (NULL: off) */
   struct MHD_Daemon *daemon;
   atomic_bool shutting_down; /* answers carry Connection: close */

@@ -108,6 +108,7 @@ struct srv_rq {
   /* srv_rq_store: the job handed to the store's executor, and its result. */
   rf_store_job_t job;
   srv_store_fn store_fn;
+  srv_offload_fn offload_fn;
   int store_rc;
 };
 
@@ -291,6 +292,41 @@ void srv_rq_store(srv_rq_t *rq, unsigned mode, srv_store_fn fn, unsigned next_st
 
 int srv_rq_store_rc(const srv_rq_t *rq) {
   return rq->store_rc;
+}
+
+static void offload_run(void *arg) { /* an I/O pool thread */
+  srv_rq_t *rq = arg;
+  rq->store_rc = rq->offload_fn(rq->mem);
+}
+
+static void offload_done(int status, void *arg) {
+  srv_rq_t *rq = arg;
+  srv_app_t *app = rq->app;
+  if (status != 0) /* cancelled: fn did not run */
+    rq->store_rc = status == RF_ECANCELED ? RF_ESHUTDOWN : status;
+  srv_rq_wake(rq, rq->next_stage); /* the last touch of rq */
+  atomic_fetch_sub(&app->store_jobs, 1);
+}
+
+void srv_rq_offload(srv_rq_t *rq, srv_offload_fn fn, unsigned next_stage) {
+  srv_app_t *app = rq->app;
+  rq->next_stage = next_stage;
+  rq->offload_fn = fn;
+  rq->store_rc = 0;
+  atomic_fetch_add(&app->store_jobs, 1); /* as srv_rq_store: seen by srv_http_stop */
+  int rc = RF_ESHUTDOWN;
+  if (!atomic_load(&app->store_closing)) {
+    srv_rq_suspend(rq);
+    rc = rf_pool_submit(app->io_pool, offload_run, offload_done, rq);
+    if (rc == 0)
+      return;
+  }
+  atomic_fetch_sub(&app->store_jobs, 1);
+  rq->store_rc = rc == RF_ESTATE ? RF_ESHUTDOWN : rc;
+  if (rq->suspended)
+    srv_rq_wake(rq, next_stage);
+  else
+    rq->again = true;
 }
 
 /* ------------------------------------------------------------ replies */

@@ -96,6 +96,13 @@ typedef int (*srv_store_fn)(rf_store_t *s, void *state);
 void srv_rq_store(srv_rq_t *rq, unsigned mode, srv_store_fn fn, unsigned next_stage);
 int srv_rq_store_rc(const srv_rq_t *rq);
 
+/* srv_rq_offload: as srv_rq_store, for a blocking call that is not the
+ * store's (the job queue's database): fn(state) runs on the I/O pool, then
+ * the handler continues at next_stage with srv_rq_store_rc = fn's return
+ * (RF_EBUSY when the pool's queue is full, RF_ESHUTDOWN when stopping). */
+typedef int (*srv_offload_fn)(void *state);
+void srv_rq_offload(srv_rq_t *rq, srv_offload_fn fn, unsigned next_stage);
+
 /* ------------------------------------------------------------ answers */
 
 /* Add a response header (copied). Before the reply, from the thread that

@@ -1,4 +1,5 @@
 /* store.c - rf_store_open: pick the backend from the URL scheme. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,4 +66,47 @@ void rf_store_drain(rf_store_t *s) {
 
 void rf_store_exec_stats(const rf_store_t *s, uint64_t *batches, uint64_t *jobs) {
   rf__exec_stats(s ? s->exec : NULL, batches, jobs);
+}
+
+typedef struct {
+  rf_store_job_t job;
+  rf_store_work_fn work;
+  void *arg;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done, rc;
+} run_t;
+
+static int run_work(rf_store_t *s, void *arg) {
+  run_t *r = arg;
+  return r->work(s, r->arg);
+}
+
+static void run_done(void *arg, int rc) {
+  run_t *r = arg;
+  pthread_mutex_lock(&r->mu);
+  r->rc = rc;
+  r->done = 1;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+int rf_store_run(rf_store_t *s, unsigned flags, rf_store_work_fn work, void *arg) {
+  if (!work)
+    return RF_EINVAL;
+  run_t r = {.job = {.work = run_work, .done = run_done}, .work = work, .arg = arg};
+  r.job.arg = &r;
+  pthread_mutex_init(&r.mu, NULL);
+  pthread_cond_init(&r.cv, NULL);
+  int rc = rf_store_submit(s, flags, &r.job);
+  if (rc == 0) {
+    pthread_mutex_lock(&r.mu);
+    while (!r.done)
+      pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    rc = r.rc;
+  }
+  pthread_cond_destroy(&r.cv);
+  pthread_mutex_destroy(&r.mu);
+  return rc;
 }

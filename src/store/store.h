@@ -225,6 +225,12 @@ static inline int rf_store_reads_inline(const rf_store_t *s) {
   return s ? s->ops->reads_inline : 1;
 }
 
+/* rf_store_run: submit work and wait for it, for a thread that may block
+ * (a background worker): the write then shares the writer's group commit
+ * instead of taking the write lock on a connection of its own. Returns the
+ * work's result (after its COMMIT), or rf_store_submit's error. */
+int rf_store_run(rf_store_t *s, unsigned flags, rf_store_work_fn work, void *arg);
+
 /* rf_store_drain: wait until every job submitted so far has completed
  * (its `done` has returned). For shutdown, before the owners of the jobs
  * go away. */

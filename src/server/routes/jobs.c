@@ -69,6 +69,19 @@ static void sleep_ms(uint64_t ms) {
     ;
 }
 
+typedef struct {
+  const char *job_id, *to;
+  unsigned attempt;
+  bool once;
+  int first;
+} send_t;
+
+static int send_work(rf_store_t *s, void *arg) {
+  send_t *snd = arg;
+  return snd->once ? rf_store_email_send(s, snd->job_id, snd->attempt, snd->to, &snd->first)
+                   : rf_store_email_send_unchecked(s, snd->job_id, snd->to);
+}
+
 /* The simulated mail sender; runs on a job worker thread (which may
  * block: it is not an HTTP thread). once: idempotent per job id (safe);
  * otherwise every delivery is recorded (the naive twin). */
@@ -84,9 +97,11 @@ static int sender_send(srv_app_t *app, const char *job_id, unsigned attempt, con
     snprintf(why, cap, "the mail server was unavailable (first attempt)");
     return RF_EAGAIN;
   }
-  int first = 0;
-  int rc = once ? rf_store_email_send(app->store, job_id, attempt, to, &first)
-                : rf_store_email_send_unchecked(app->store, job_id, to);
+  /* The ledger write goes through the store's writer (this worker thread
+   * may wait; it shares the writer's group commit instead of taking the
+   * write lock on a connection of its own). */
+  send_t snd = {.job_id = job_id, .attempt = attempt, .to = to, .once = once};
+  int rc = rf_store_run(app->store, RF_STORE_WRITE, send_work, &snd);
   if (rc != 0) {
     snprintf(why, cap, "recording the delivery failed: %s", rf_strerror(rc));
     return rc;
@@ -159,47 +174,113 @@ static int welcome_handler(rf_job_t *job, void *arg) { /* a job worker thread */
   return rc;
 }
 
+/* The queue's calls block on its database (SQLite's write lock, or a
+ * PostgreSQL round trip): they run on the I/O pool (srv_rq_offload), and the
+ * handler answers in its next stage. */
+enum { ST_START = 0, ST_DONE = 1 };
+
+typedef struct {
+  char job_id[RF_QUEUE_ID_MAX + 1];
+  char *payload; /* malloc'd, freed by the I/O pool's call */
+  rf_job_opts_t jo;
+  rf_job_info_t info;
+} job_state_t;
+
+static int add_work(void *state) {
+  job_state_t *st = state;
+  int rc = rf_queue_add(g_queue, st->job_id, st->payload, strlen(st->payload), &st->jo);
+  free(st->payload);
+  st->payload = NULL;
+  return rc;
+}
+
+static int get_work(void *state) {
+  job_state_t *st = state;
+  return rf_queue_get(g_queue, st->job_id, &st->info);
+}
+
 static void welcome_safe(srv_rq_t *rq) {
   srv_app_t *app = srv_rq_app(rq);
-  welcome_req_t req;
-  char job_id[RF_QUEUE_ID_MAX + 1];
-  if (decode_welcome(rq, &req, job_id) != 0)
+  job_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
     return;
-  char *payload = NULL;
+  }
+  if (srv_rq_stage(rq) == ST_DONE) {
+    int rc = srv_rq_store_rc(rq);
+    free(st->payload); /* not handed over (shutdown, full queue) */
+    st->payload = NULL;
+    if (rc == 0 || rc == RF_EEXIST)
+      reply_enqueued(rq, st->job_id, rc == RF_EEXIST);
+    else
+      srv_rq_reply_status(rq, rc, "jobs");
+    return;
+  }
+  welcome_req_t req;
+  if (decode_welcome(rq, &req, st->job_id) != 0)
+    return;
   json_t *v = json_pack("{s:s,s:s}", "userId", req.user, "email", req.email);
   if (v != NULL)
-    payload = json_dumps(v, JSON_COMPACT);
+    st->payload = json_dumps(v, JSON_COMPACT);
   json_decref(v);
-  if (payload == NULL) {
+  if (st->payload == NULL) {
     srv_rq_reply_nomem(rq);
     return;
   }
   uint64_t base = app->opts->job_backoff_ms;
-  rf_job_opts_t jo = {.max_attempts = (unsigned)app->opts->job_attempts,
-                      .backoff_base_ms = base,
-                      .backoff_cap_ms = base > BACKOFF_CAP_MS ? base : BACKOFF_CAP_MS};
-  int rc = rf_queue_add(g_queue, job_id, payload, strlen(payload), &jo);
-  free(payload);
-  if (rc == 0 || rc == RF_EEXIST)
-    reply_enqueued(rq, job_id, rc == RF_EEXIST);
-  else
-    srv_rq_reply_status(rq, rc, "jobs");
+  st->jo = (rf_job_opts_t){.max_attempts = (unsigned)app->opts->job_attempts,
+                           .backoff_base_ms = base,
+                           .backoff_cap_ms = base > BACKOFF_CAP_MS ? base : BACKOFF_CAP_MS};
+  srv_rq_offload(rq, add_work, ST_DONE);
 }
 
 static void job_get_safe(srv_rq_t *rq, const char *job_id) {
-  rf_job_info_t info;
-  int rc = rf_queue_get(g_queue, job_id, &info);
+  job_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return;
+  }
+  if (srv_rq_stage(rq) == ST_START) {
+    snprintf(st->job_id, sizeof st->job_id, "%s", job_id);
+    srv_rq_offload(rq, get_work, ST_DONE);
+    return;
+  }
+  int rc = srv_rq_store_rc(rq);
   if (rc == RF_ENOENT)
-    srv_rq_reply_error(rq, 404, "not_found", "no job %s", job_id);
+    srv_rq_reply_error(rq, 404, "not_found", "no job %s", st->job_id);
   else if (rc != 0)
     srv_rq_reply_status(rq, rc, "jobs");
   else
-    reply_job(rq, job_id, rf_job_status_name(info.status), info.attempts);
+    reply_job(rq, st->job_id, rf_job_status_name(st->info.status), st->info.attempts);
 }
 
 /* ---------------------------------------------------- the mail ledger */
 
+typedef struct {
+  char email[SRV_EMAIL_MAX + 1];
+  int64_t count;
+} sent_state_t;
+
+static int sent_count_work(rf_store_t *s, void *state) {
+  sent_state_t *st = state;
+  return rf_store_email_sent_count(s, st->email, &st->count);
+}
+
 void h_emails_sent(srv_rq_t *rq) {
+  sent_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return;
+  }
+  if (srv_rq_stage(rq) == ST_DONE) {
+    int rc = srv_rq_store_rc(rq);
+    if (rc != 0)
+      srv_rq_reply_status(rq, rc, "mail sender");
+    else
+      srv_rq_reply_json(rq, 200,
+                        json_pack("{s:s,s:I}", "to", st->email, "count", (json_int_t)st->count));
+    return;
+  }
   const char *to = srv_rq_query(rq, "to");
   if (to == NULL) {
     srv_rq_reply_error(rq, 400, "bad_request", "the query parameter to is required");
@@ -212,12 +293,8 @@ void h_emails_sent(srv_rq_t *rq) {
     srv_rq_reply_decode_error(rq, rc, &err);
     return;
   }
-  int64_t count = 0;
-  rc = rf_store_email_sent_count(srv_rq_app(rq)->store, email, &count);
-  if (rc != 0)
-    srv_rq_reply_status(rq, rc, "mail sender");
-  else
-    srv_rq_reply_json(rq, 200, json_pack("{s:s,s:I}", "to", email, "count", (json_int_t)count));
+  snprintf(st->email, sizeof st->email, "%s", email);
+  srv_rq_store(rq, RF_STORE_READ, sent_count_work, ST_DONE);
 }
 
 /* ---- UNSAFE: the article's naive version ----
