@@ -163,7 +163,11 @@ struct rf_store {
  * RF_ENOTSUP (a scheme this build lacks), RF_EUNAVAIL (cannot open, reach
  * or migrate), RF_EBUSY, RF_ENOMEM. On success *out owns the store
  * (rf_store_close).
- * Blocking: opens and migrates synchronously. */
+ * Blocking: opens and migrates synchronously.
+ * Threads: a store runs threads of its own (the executor; SQLite: the
+ * writer and the checkpointer). A store opened before fork() is refused in
+ * the child (RF_ESTATE) and may only be closed there; open stores after
+ * fork, as racefreed's worker processes do. */
 int rf_store_open(const char *url, rf_store_t **out);
 
 /* rf_store_open_err: as rf_store_open, and on failure writes a one-line
