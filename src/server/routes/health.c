@@ -19,9 +19,21 @@ void h_health(srv_rq_t *rq) {
   srv_rq_reply_json(rq, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+static int ping_work(rf_store_t *s, void *state) {
+  (void)state;
+  return rf_store_ping(s);
+}
+
 void h_ready(srv_rq_t *rq) {
   srv_app_t *app = srv_rq_app(rq);
-  int rc = rf_store_ping(app->store);
+  if (srv_rq_stage(rq) == 0) { /* the ping is a round trip with PostgreSQL */
+    if (srv_rq_state(rq, 1) == NULL)
+      srv_rq_reply_nomem(rq);
+    else
+      srv_rq_store(rq, RF_STORE_READ, ping_work, 1);
+    return;
+  }
+  int rc = srv_rq_store_rc(rq);
   if (rc != 0) {
     srv_rq_header(rq, "Retry-After", "1");
     srv_rq_reply_error(rq, 503, "not_ready", "store (%s): %s", rf_store_kind(app->store),

@@ -13,7 +13,7 @@
  */
 #include "routes.h"
 
-enum { ST_START = 0, ST_WRITE = 1, ST_DONE = 2 };
+enum { ST_START = 0, ST_WRITE = 1, ST_DONE = 2, ST_CHECK = 3 };
 
 static void reply_item(srv_rq_t *rq, const char *item, int64_t stock) {
   srv_rq_reply_json(rq, 200, json_pack("{s:s,s:I}", "itemId", item, "stock", (json_int_t)stock));
@@ -172,6 +172,11 @@ static void purchase_safe(srv_rq_t *rq) {
  *
  * With stock 10 and 20 concurrent purchases of 1, all 20 read 10, all pass
  * the check, all write 9: twenty items sold, one removed from stock. */
+static int naive_read_work(rf_store_t *s, void *state) {
+  purchase_state_t *st = state;
+  return rf_store_item_get(s, st->req.item_id, &st->stock_read);
+}
+
 static int naive_write_work(rf_store_t *s, void *state) {
   purchase_state_t *st = state;
   return rf_store_item_set_stock(s, st->req.item_id, st->remaining);
@@ -183,7 +188,12 @@ static void purchase_unsafe(srv_rq_t *rq) {
     purchase_state_t *st = purchase_decode(rq);
     if (st == NULL)
       return;
-    int rc = rf_store_item_get(app->store, st->req.item_id, &st->stock_read); /* read */
+    srv_rq_store(rq, RF_STORE_READ, naive_read_work, ST_CHECK); /* read */
+    return;
+  }
+  if (srv_rq_stage(rq) == ST_CHECK) {
+    purchase_state_t *st = srv_rq_state(rq, sizeof *st);
+    int rc = srv_rq_store_rc(rq);
     if (rc == RF_ENOENT)
       reply_not_found(rq, st->req.item_id);
     else if (rc != 0)

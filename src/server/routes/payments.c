@@ -433,16 +433,50 @@ static void payment_safe(srv_rq_t *rq) {
 
 /* ---------------------------------------------- the read-only routes */
 
-void h_payment_get(srv_rq_t *rq) {
+enum { R_START = 0, R_DONE = 1 };
+
+typedef struct {
   char id[SRV_ID_MAX + 1];
-  srv_decode_err_t err;
-  int rc = srv_decode_id(srv_rq_param(rq, 0), "paymentId", id, &err);
-  if (rc != 0) {
-    srv_rq_reply_decode_error(rq, rc, &err);
-    return;
-  }
   rf_payment_t rec;
-  rc = rf_store_payment_get(srv_rq_app(rq)->store, id, &rec);
+  int64_t count, total;
+} read_state_t;
+
+static int payment_get_work(rf_store_t *s, void *state) {
+  read_state_t *st = state;
+  return rf_store_payment_get(s, st->id, &st->rec);
+}
+
+static int charge_stats_work(rf_store_t *s, void *state) {
+  read_state_t *st = state;
+  return rf_store_charge_stats(s, st->id, &st->count, &st->total);
+}
+
+/* Decode the id into the read state and hand fn to the store; NULL when
+ * answered or handed over, the state when the read has completed. */
+static read_state_t *read_step(srv_rq_t *rq, const char *raw, srv_store_fn fn) {
+  read_state_t *st = srv_rq_state(rq, sizeof *st);
+  if (st == NULL) {
+    srv_rq_reply_nomem(rq);
+    return NULL;
+  }
+  if (srv_rq_stage(rq) == R_DONE)
+    return st;
+  srv_decode_err_t err;
+  int rc = srv_decode_id(raw, "paymentId", st->id, &err);
+  if (rc != 0)
+    srv_rq_reply_decode_error(rq, rc, &err);
+  else
+    srv_rq_store(rq, RF_STORE_READ, fn, R_DONE);
+  return NULL;
+}
+
+void h_payment_get(srv_rq_t *rq) {
+  read_state_t *st = read_step(rq, srv_rq_param(rq, 0), payment_get_work);
+  if (st == NULL)
+    return;
+  const char *id = st->id;
+  const rf_payment_t *rec = &st->rec;
+  int rc = srv_rq_store_rc(rq);
   if (rc == RF_ENOENT) {
     srv_rq_reply_error(rq, 404, "not_found", "no payment %s", id);
     return;
@@ -452,10 +486,10 @@ void h_payment_get(srv_rq_t *rq) {
     return;
   }
   static const char *const names[] = {"processing", "succeeded", "declined"};
-  json_t *v = json_pack("{s:s,s:I,s:s}", "paymentId", id, "amount", (json_int_t)rec.amount,
-                        "status", names[rec.state <= RF_PAY_DECLINED ? rec.state : 0]);
-  if (v != NULL && rec.charge_id[0] != '\0' &&
-      json_object_set_new(v, "chargeId", json_string(rec.charge_id)) != 0) {
+  json_t *v = json_pack("{s:s,s:I,s:s}", "paymentId", id, "amount", (json_int_t)rec->amount,
+                        "status", names[rec->state <= RF_PAY_DECLINED ? rec->state : 0]);
+  if (v != NULL && rec->charge_id[0] != '\0' &&
+      json_object_set_new(v, "chargeId", json_string(rec->charge_id)) != 0) {
     json_decref(v);
     v = NULL;
   }
@@ -463,26 +497,21 @@ void h_payment_get(srv_rq_t *rq) {
 }
 
 void h_charges(srv_rq_t *rq) {
-  char id[SRV_ID_MAX + 1];
-  srv_decode_err_t err;
-  const char *q = srv_rq_query(rq, "paymentId");
-  if (q == NULL) {
+  const char *q = NULL;
+  if (srv_rq_stage(rq) == R_START && (q = srv_rq_query(rq, "paymentId")) == NULL) {
     srv_rq_reply_error(rq, 400, "bad_request", "the query parameter paymentId is required");
     return;
   }
-  int rc = srv_decode_id(q, "paymentId", id, &err);
-  if (rc != 0) {
-    srv_rq_reply_decode_error(rq, rc, &err);
+  read_state_t *st = read_step(rq, q, charge_stats_work);
+  if (st == NULL)
     return;
-  }
-  int64_t count = 0, total = 0;
-  rc = rf_store_charge_stats(srv_rq_app(rq)->store, id, &count, &total);
+  int rc = srv_rq_store_rc(rq);
   if (rc != 0)
     srv_rq_reply_status(rq, rc, "card processor");
   else
     srv_rq_reply_json(rq, 200,
-                      json_pack("{s:s,s:I,s:I}", "paymentId", id, "count", (json_int_t)count,
-                                "total", (json_int_t)total));
+                      json_pack("{s:s,s:I,s:I}", "paymentId", st->id, "count",
+                                (json_int_t)st->count, "total", (json_int_t)st->total));
 }
 
 /* ---- UNSAFE: the article's naive version ----
@@ -504,7 +533,18 @@ void h_charges(srv_rq_t *rq) {
 #define NAIVE_BUCKETS 4096
 #define NAIVE_STEP_MS 1
 
-enum { N_START = 0, N_ADD = 1, N_CHARGE = 2, N_SAVE = 3 };
+enum { N_START = 0, N_ADD = 1, N_CHARGE = 2, N_SAVE = 3, N_CHARGED = 4, N_SAVED = 5 };
+
+static int naive_charge_work(rf_store_t *s, void *state) {
+  pay_t *st = state;
+  return rf_store_charge_record_unchecked(s, st->id, st->amount, st->declined, &st->charge);
+}
+
+static int naive_save_work(rf_store_t *s, void *state) {
+  pay_t *st = state;
+  return rf_store_payment_put_unchecked(s, st->id, st->amount, st->charge.declined, st->status,
+                                        st->charge.charge_id, st->body);
+}
 
 typedef struct nid {
   struct nid *next;
@@ -571,29 +611,35 @@ static void payment_unsafe(srv_rq_t *rq) {
       srv_rq_after(rq, latency / 2, N_CHARGE);
     return;
   }
-  case N_CHARGE: {
-    st = srv_rq_state(rq, sizeof *st);
-    int rc = rf_store_charge_record_unchecked(app->store, st->id, st->amount, st->declined,
-                                              &st->charge); /* stripe.charge(amount) */
+  case N_CHARGE: /* stripe.charge(amount) */
+    srv_rq_store(rq, RF_STORE_WRITE, naive_charge_work, N_CHARGED);
+    return;
+  case N_CHARGED: {
+    int rc = srv_rq_store_rc(rq);
     if (rc != 0)
       srv_rq_reply_status(rq, rc, "card processor");
     else
       srv_rq_after(rq, latency - latency / 2, N_SAVE);
     return;
   }
+  case N_SAVE: /* db.payments.create */
+    st = srv_rq_state(rq, sizeof *st);
+    st->body = outcome_body(st->id, st->amount, &st->charge, &st->status);
+    if (st->body == NULL) {
+      srv_rq_reply_nomem(rq);
+      return;
+    }
+    srv_rq_store(rq, RF_STORE_WRITE, naive_save_work, N_SAVED);
+    return;
   default: {
     st = srv_rq_state(rq, sizeof *st);
-    int status = 0;
-    char *body = outcome_body(st->id, st->amount, &st->charge, &status);
-    int rc =
-        body ? rf_store_payment_put_unchecked(app->store, st->id, st->amount, st->charge.declined,
-                                              status, st->charge.charge_id, body)
-             : RF_ENOMEM; /* db.payments.create */
+    int rc = srv_rq_store_rc(rq);
     if (rc != 0)
       srv_rq_reply_status(rq, rc, "payments");
     else
-      reply_stored(rq, status, body, false);
-    free(body);
+      reply_stored(rq, st->status, st->body, false);
+    free(st->body);
+    st->body = NULL;
     return;
   }
   }

@@ -17,7 +17,7 @@ typedef struct {
   int64_t id; /* the new user's id */
 } create_state_t;
 
-enum { ST_START = 0, ST_WRITE = 1, ST_DONE = 2 };
+enum { ST_START = 0, ST_WRITE = 1, ST_DONE = 2, ST_CHECK = 3 };
 
 /* On the writer: the unique index decides. */
 static int create_work(rf_store_t *s, void *state) {
@@ -116,7 +116,13 @@ static void get_common(srv_rq_t *rq, int unchecked) {
 typedef struct {
   srv_user_create_req_t req;
   int64_t id;
+  int found;
 } naive_state_t;
+
+static int naive_find_work(rf_store_t *s, void *state) {
+  naive_state_t *st = state;
+  return rf_store_user_find_unchecked(s, st->req.email, &st->found);
+}
 
 static int naive_insert_work(rf_store_t *s, void *state) {
   naive_state_t *st = state;
@@ -140,13 +146,16 @@ static void create_unsafe(srv_rq_t *rq) {
       srv_rq_reply_decode_error(rq, rc, &err);
       return;
     }
-    int found = 0;
-    rc = rf_store_user_find_unchecked(app->store, st->req.email, &found); /* check */
+    srv_rq_store(rq, RF_STORE_READ, naive_find_work, ST_CHECK); /* check */
+    return;
+  }
+  case ST_CHECK: {
+    int rc = srv_rq_store_rc(rq);
     if (rc != 0) {
       srv_rq_reply_status(rq, rc, "users");
       return;
     }
-    if (found) {
+    if (st->found) {
       srv_rq_reply_error(rq, 409, "conflict", "a user with email %s exists", st->req.email);
       return;
     }
