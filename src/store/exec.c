@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,8 @@ struct rf__exec {
   rf_store_job_t *head, *tail;
   size_t queued, pending;
   bool stopping;
-  uint64_t batches, jobs; /* under mu */
+  uint64_t batches, jobs;               /* under mu */
+  _Atomic unsigned batch_max, batch_ms; /* rf_store_set_batch_limits */
   unsigned nthreads;
   pthread_t threads[];
 };
@@ -67,15 +69,14 @@ static size_t take(rf__exec_t *e, rf_store_job_t **jobs, size_t max) {
 
 static void *exec_main(void *arg) {
   rf__exec_t *e = arg;
-  rf_store_job_t *jobs[RF_STORE_BATCH_MAX];
-  size_t max = e->batch ? RF_STORE_BATCH_MAX : 1;
+  rf_store_job_t *jobs[RF_STORE_BATCH_LIMIT];
   pthread_mutex_lock(&e->mu);
   for (;;) {
     while (e->head == NULL && !e->stopping)
       pthread_cond_wait(&e->work, &e->mu);
     if (e->head == NULL) /* stopping with nothing left */
       break;
-    size_t n = take(e, jobs, max);
+    size_t n = take(e, jobs, e->batch ? atomic_load(&e->batch_max) : 1);
     pthread_mutex_unlock(&e->mu);
 
     size_t ran = n;
@@ -118,6 +119,8 @@ int rf__exec_start(rf__exec_t **out, rf_store_t *store, unsigned threads, rf__ex
   e->batch = batch;
   e->ctx = ctx;
   e->pid = getpid();
+  atomic_init(&e->batch_max, RF_STORE_BATCH_MAX);
+  atomic_init(&e->batch_ms, RF_STORE_BATCH_MS);
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->work, NULL);
   pthread_cond_init(&e->idle, NULL);
@@ -170,6 +173,18 @@ void rf__exec_drain(rf__exec_t *e) {
   while (e->pending > 0)
     pthread_cond_wait(&e->idle, &e->mu);
   pthread_mutex_unlock(&e->mu);
+}
+
+int rf__exec_set_batch_limits(rf__exec_t *e, unsigned max_jobs, unsigned max_ms) {
+  if (e == NULL || max_jobs < 1 || max_jobs > RF_STORE_BATCH_LIMIT || max_ms < 1)
+    return RF_EINVAL;
+  atomic_store(&e->batch_max, max_jobs);
+  atomic_store(&e->batch_ms, max_ms);
+  return 0;
+}
+
+unsigned rf__exec_batch_ms(const rf__exec_t *e) {
+  return e ? atomic_load(&((rf__exec_t *)e)->batch_ms) : RF_STORE_BATCH_MS;
 }
 
 void rf__exec_stats(const rf__exec_t *e, uint64_t *batches, uint64_t *jobs) {

@@ -514,11 +514,11 @@ static size_t writer_batch(rf_store_t *base, rf_store_job_t **jobs, size_t n, vo
       jobs[i]->rc = rc;
     return n;
   }
-  uint64_t t0 = mono_ms();
+  uint64_t t0 = mono_ms(), batch_ms = rf__exec_batch_ms(s->base.exec);
   size_t ran = 0;
   int lost = 0;
   while (ran < n && !lost) {
-    if (ran > 0 && mono_ms() - t0 >= RF_STORE_BATCH_MS)
+    if (ran > 0 && mono_ms() - t0 >= batch_ms)
       break;
     jobs[ran]->rc = writer_job(s, jobs[ran]);
     lost = sqlite3_get_autocommit(c->db) ? jobs[ran]->rc : 0;

@@ -64,6 +64,10 @@ void rf_store_drain(rf_store_t *s) {
     rf__exec_drain(s->exec);
 }
 
+int rf_store_set_batch_limits(rf_store_t *s, unsigned max_jobs, unsigned max_ms) {
+  return s ? rf__exec_set_batch_limits(s->exec, max_jobs, max_ms) : RF_EINVAL;
+}
+
 void rf_store_exec_stats(const rf_store_t *s, uint64_t *batches, uint64_t *jobs) {
   rf__exec_stats(s ? s->exec : NULL, batches, jobs);
 }

@@ -218,10 +218,17 @@ void rf_store_close(rf_store_t *s);
  * RF_STORE_QUEUE_MAX jobs waiting: the caller should answer "overloaded"),
  * RF_ESTATE (called in another process than the one that opened the store,
  * or the store is closing), RF_EINVAL. On error `done` is not called. */
-#define RF_STORE_BATCH_MAX 128
-#define RF_STORE_BATCH_MS  20
-#define RF_STORE_QUEUE_MAX 8192
+#define RF_STORE_BATCH_MAX   128  /* default jobs per transaction */
+#define RF_STORE_BATCH_MS    20   /* default milliseconds of work per transaction */
+#define RF_STORE_BATCH_LIMIT 1024 /* the largest max_jobs accepted */
+#define RF_STORE_QUEUE_MAX   8192
 int rf_store_submit(rf_store_t *s, unsigned flags, rf_store_job_t *job);
+
+/* rf_store_set_batch_limits: a group commit takes at most max_jobs jobs
+ * (1..RF_STORE_BATCH_LIMIT; 1 turns group commit off) and stops taking more
+ * after max_ms milliseconds of work (>= 1). Takes effect from the next
+ * transaction. RF_EINVAL. */
+int rf_store_set_batch_limits(rf_store_t *s, unsigned max_jobs, unsigned max_ms);
 
 /* rf_store_reads_inline: whether RF_STORE_READ work runs on the calling
  * thread (SQLite) rather than on the executor (PostgreSQL). */

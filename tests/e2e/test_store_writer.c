@@ -189,6 +189,10 @@ static void park_gate(rf_store_t *s, tjob_t *gate, const char *email) {
 static void test_batch_isolation_and_order(void **state) {
   rf_store_t *s = *state;
   tjob_t gate, b, c, d, e, f;
+  /* No time bound here: the count of transactions is the point, and a slow
+   * machine (a sanitizer) must not split the batch. */
+  assert_int_equal(rf_store_set_batch_limits(s, RF_STORE_BATCH_MAX, 60000), 0);
+  assert_int_equal(rf_store_set_batch_limits(s, 0, 10), RF_EINVAL);
   uint64_t batches0 = 0, jobs0 = 0;
   rf_store_exec_stats(s, &batches0, &jobs0);
   park_gate(s, &gate, "dup@example.com");
@@ -206,7 +210,7 @@ static void test_batch_isolation_and_order(void **state) {
   assert_int_equal(e.out, 5); /* put 7, then take 2, inside one job */
   assert_int_equal(wait_done(&f), 0);
   assert_int_equal(f.out, 0); /* ran after e: took the 5 e left */
-  rf_store_drain(s); /* the statistics are counted after the done calls */
+  rf_store_drain(s);          /* the statistics are counted after the done calls */
   uint64_t batches = 0, jobs = 0;
   rf_store_exec_stats(s, &batches, &jobs);
   assert_int_equal(jobs - jobs0, 6);
@@ -295,6 +299,29 @@ static void test_busy_wait_is_the_writers(void **state) {
   assert_int_equal(users_with("busy@example.com"), 1);
 }
 
+/* The count bound: with max_jobs 2, five queued jobs take three
+ * transactions after the gate's. */
+static void test_batch_count_bound(void **state) {
+  rf_store_t *s = *state;
+  assert_int_equal(rf_store_set_batch_limits(s, 2, 60000), 0);
+  uint64_t b0 = 0;
+  rf_store_exec_stats(s, &b0, NULL);
+  tjob_t gate, j[5];
+  static const char *const emails[5] = {"b1@example.com", "b2@example.com", "b3@example.com",
+                                        "b4@example.com", "b5@example.com"};
+  park_gate(s, &gate, "bgate@example.com");
+  for (int i = 0; i < 5; i++)
+    submit(s, &j[i], j_user, emails[i]);
+  assert_int_equal(rf_hook_release(HOOK, 1), 0);
+  assert_int_equal(wait_done(&gate), 0);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(wait_done(&j[i]), 0);
+  rf_store_drain(s);
+  uint64_t b1 = 0;
+  rf_store_exec_stats(s, &b1, NULL);
+  assert_int_equal(b1 - b0, 1 + 3);
+}
+
 /* rf_store_drain returns only after every submitted job's done ran. */
 static void test_drain(void **state) {
   rf_store_t *s = *state;
@@ -328,6 +355,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_commit_failure_fails_the_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loop_guard, setup, teardown),
       cmocka_unit_test_setup_teardown(test_busy_wait_is_the_writers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batch_count_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
   };
   return cmocka_run_group_tests_name("store/writer", tests, NULL, NULL);
