@@ -39,6 +39,7 @@
 #include "listen.h"
 #include "log.h"
 #include "options.h"
+#include "redact.h"
 #include "routes/routes.h"
 #include "store.h"
 
@@ -55,7 +56,8 @@ static uint64_t now_ms(void) {
 }
 
 static void fail_msg(const char *msg) {
-  fprintf(stderr, "racefreed: error: %s\n", msg);
+  char clean[4096];
+  fprintf(stderr, "racefreed: error: %s\n", srv_url_redact(msg, clean, sizeof clean));
   fflush(stderr);
 }
 
@@ -338,9 +340,10 @@ int main(int argc, char **argv) {
       fail_msg(err);
       goto done;
     }
+    char shown[SRV_PATH_MAX];
     if (rf_lock_ping(redis) != 0)
       srv_log(SRV_LOG_WARN, "redis %s is not reachable (yet): GET /ready answers 503 until it is",
-              opts.redis);
+              srv_url_redact(opts.redis, shown, sizeof shown));
     rf_lock_destroy(redis);
   }
   if (ensure_db_dir(opts.db, err, sizeof err) != 0) {

@@ -12,6 +12,8 @@
 
 #include "racefree/errors.h"
 
+#include "redact.h"
+
 #ifndef RACEFREED_DEFAULT_APP_CONFIG
 #define RACEFREED_DEFAULT_APP_CONFIG "config/app.json"
 #endif
@@ -43,14 +45,18 @@ static int check_db(const char *v, char *why, size_t whylen) {
     return 0;
   if (strncmp(v, "postgres://", 11) == 0 || strncmp(v, "postgresql://", 13) == 0)
     return 0;
-  snprintf(why, whylen, "expected sqlite:PATH or postgres://..., got '%s'", v);
+  char shown[SRV_PATH_MAX];
+  snprintf(why, whylen, "expected sqlite:PATH or postgres://..., got '%.200s'",
+           srv_url_redact(v, shown, sizeof shown));
   return -1;
 }
 
 static int check_redis(const char *v, char *why, size_t whylen) {
   if (v[0] == '\0' || strcmp(v, "off") == 0 || strncmp(v, "redis://", 8) == 0)
     return 0;
-  snprintf(why, whylen, "expected redis://HOST:PORT or off, got '%s'", v);
+  char shown[SRV_PATH_MAX];
+  snprintf(why, whylen, "expected redis://HOST:PORT or off, got '%.200s'",
+           srv_url_redact(v, shown, sizeof shown));
   return -1;
 }
 

@@ -15,6 +15,7 @@
 
 #include "decode.h"
 #include "options.h"
+#include "redact.h"
 #include "router.h"
 
 #define BODY(s) (s), strlen(s)
@@ -446,6 +447,47 @@ static void test_options_meta(void **state) {
   fclose(devnull);
 }
 
+/* ------------------------------------------------------------ redaction */
+
+static void expect_redacted(const char *in, const char *want) {
+  char out[512];
+  srv_url_redact(in, out, sizeof out);
+  if (strcmp(out, want) != 0)
+    fprintf(stderr, "  redact(%s) = %s, want %s\n", in, out, want);
+  assert_string_equal(out, want);
+}
+
+static void test_redact(void **state) {
+  (void)state;
+  expect_redacted("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0");
+  expect_redacted("redis://default:s3cret@h:6379", "redis://default:***@h:6379");
+  expect_redacted("rediss://s3cret@h", "rediss://***@h");
+  expect_redacted("redis://127.0.0.1:6379", "redis://127.0.0.1:6379");
+  expect_redacted("postgres://user:pa:ss@db.example/app", "postgres://user:***@db.example/app");
+  expect_redacted("postgresql://user@db/app", "postgresql://user@db/app");
+  expect_redacted("postgres://u:p@w@db/app?sslmode=off", "postgres://u:***@db/app?sslmode=off");
+  expect_redacted("postgres://db/app?user=u&password=s3cret&sslmode=require",
+                  "postgres://db/app?user=u&password=***&sslmode=require");
+  expect_redacted("host=db user=u password=s3cret dbname=app",
+                  "host=db user=u password=*** dbname=app");
+  expect_redacted("host=db password = 'a b\\' c' dbname=app", "host=db password = *** dbname=app");
+  expect_redacted("PASSWORD=x", "PASSWORD=***");
+  expect_redacted("sqlite:./data/racefree.db", "sqlite:./data/racefree.db");
+  /* free text quoting a URL, as error messages do */
+  expect_redacted("--redis redis://:hunter2@h:1: connection refused",
+                  "--redis redis://:***@h:1: connection refused");
+  expect_redacted("store: cannot open 'postgres://a:hunter2@h/d' (timeout)",
+                  "store: cannot open 'postgres://a:***@h/d' (timeout)");
+  expect_redacted("", "");
+  expect_redacted("://x@y", "://x@y");
+  /* truncation never shows the secret */
+  char small[12];
+  srv_url_redact("redis://:hunter2@host:6379", small, sizeof small);
+  assert_null(strstr(small, "hunter"));
+  assert_int_equal(strlen(small), sizeof small - 1);
+  srv_url_redact("x", small, 0); /* cap 0: nothing written */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ids),
@@ -461,6 +503,7 @@ int main(void) {
       cmocka_unit_test(test_options_json_file),
       cmocka_unit_test(test_options_errors),
       cmocka_unit_test(test_options_meta),
+      cmocka_unit_test(test_redact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
