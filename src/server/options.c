@@ -342,9 +342,10 @@ static int load_json_file(srv_options_t *o, const char *path, const char *buf, s
   const char *key;
   json_t *v;
   json_object_foreach(root, key, v) {
-    char text[SRV_PATH_MAX];
+    char text[64];
+    const char *value = text;
     if (json_is_string(v))
-      snprintf(text, sizeof text, "%s", json_string_value(v));
+      value = json_string_value(v); /* whole: apply() refuses one too long, naming the key */
     else if (json_is_integer(v) && json_integer_value(v) >= 0)
       snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
     else if (json_is_boolean(v))
@@ -357,7 +358,7 @@ static int load_json_file(srv_options_t *o, const char *path, const char *buf, s
       rc = RF_EINVAL;
       break;
     }
-    rc = file_set(o, path, 0, key, strlen(key), text, err, errlen);
+    rc = file_set(o, path, 0, key, strlen(key), value, err, errlen);
     if (rc != 0)
       break;
   }

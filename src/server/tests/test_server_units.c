@@ -126,6 +126,9 @@ static void test_integers(void **state) {
       {"{\"itemId\":\"i\",\"quantity\":\"1\"}", "quantity"},
       {"{\"itemId\":\"i\",\"quantity\":true}", "quantity"},
       {"{\"itemId\":\"i\",\"quantity\":99999999999999999999999}", "quantity"},
+      {"{\"itemId\":\"i\",\"quantity\":1e309}", "quantity"},
+      {"{\"itemId\":\"i\",\"quantity\" : -1E+400 }", "quantity"},
+      {"{\"itemId\":\"i\",\"quantity\":1,\"other\":1e309}", "other"},
       {"{\"itemId\":\"i\"}", "quantity"},
       {"{\"itemId\":\"\",\"quantity\":1}", "itemId"},
       {"{\"itemId\":7,\"quantity\":1}", "itemId"},
@@ -377,6 +380,34 @@ static void test_options_json_file(void **state) {
   assert_int_equal(o.log_level, SRV_LOG_DEBUG);
   unlink(file);
   free(file);
+  /* A string longer than the option holds is refused, naming the key, in
+   * both file forms (it used to be cut to 1,023 bytes without a word). */
+  static char big[3000];
+  memset(big, 'a', sizeof big - 1);
+  const char *const forms[] = {"{\"app_config\": \"/%s\"}", "app-config = /%s\n"};
+  for (size_t i = 0; i < 2; i++) {
+    char *text = malloc(sizeof big + 64);
+    assert_non_null(text);
+    for (size_t n = 1022; n <= 1024; n++) { /* "/" + n bytes: 1023 fits, 1024 and 1025 do not */
+      snprintf(text, sizeof big + 64, forms[i], big + sizeof big - 1 - n);
+      char *f = write_tmp(text);
+      snprintf(cfg, sizeof cfg, "--config=%s", f);
+      char *argv2[] = {"racefreed", cfg, NULL};
+      err[0] = '\0';
+      int rc = load(&o, argv2, 2, NULL, err, &a);
+      if (n + 1 < SRV_PATH_MAX) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(strlen(o.app_config), n + 1);
+      } else {
+        assert_int_equal(rc, RF_EINVAL);
+        assert_non_null(strstr(err, "app"));
+        assert_non_null(strstr(err, "too long"));
+      }
+      unlink(f);
+      free(f);
+    }
+    free(text);
+  }
 }
 
 static void test_options_errors(void **state) {
