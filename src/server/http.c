@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -795,6 +796,17 @@ static size_t force_resume_all(srv_app_t *app) {
   return n;
 }
 
+/* After the quiesce, the socket is still in the LISTEN state: the kernel
+ * would go on completing handshakes into the backlog, and those clients
+ * would wait, unanswered, until the process exits. shutdown(2) on a
+ * listening socket stops it listening (Linux): queued connections are
+ * reset and new ones refused. With --workers N the socket is shared by
+ * every worker, so the supervisor does this (main.c), not a worker. */
+static void stop_listening(const srv_app_t *app, MHD_socket fd) {
+  if (fd != MHD_INVALID_SOCKET && app->opts->workers <= 1)
+    (void)shutdown(fd, SHUT_RDWR);
+}
+
 void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
   if (app->daemon == NULL)
     return;
@@ -804,6 +816,7 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
   MHD_socket fd = MHD_quiesce_daemon(app->daemon);
   /* The descriptor is closed only after MHD_stop_daemon: until then a
    * daemon thread may still be taking it out of its epoll set. */
+  stop_listening(app, fd);
   /* 2. In-flight requests finish normally, up to the timeout. */
   wait_drained(app, timeout_ms);
   /* 3. Fire every pending timer now: sleeping requests wake and answer
