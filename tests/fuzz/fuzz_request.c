@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    * the 2 s idle timeout; waiting for either would make the target slow.
    * Every handler answers at once here (latencies 0), so silence means
    * the server has said what it will say. */
-  enum { QUIET_MS = 25 };
+  enum { QUIET_MS = 5 };
   for (;;) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, QUIET_MS) != 1)
