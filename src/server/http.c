@@ -532,8 +532,8 @@ enum uri_verdict { URI_TOO_MANY_ARGS, URI_TOO_LONG, URI_NUL, URI_VERDICTS };
 static const char uri_verdicts[URI_VERDICTS]; /* their addresses mark a refused target */
 
 static int uri_verdict_of(const void *con_cls) {
-  const char *p = con_cls;
-  return p >= uri_verdicts && p < uri_verdicts + URI_VERDICTS ? (int)(p - uri_verdicts) : -1;
+  uintptr_t p = (uintptr_t)con_cls, base = (uintptr_t)uri_verdicts; /* unrelated pointers */
+  return p >= base && p < base + URI_VERDICTS ? (int)(p - base) : -1;
 }
 
 /* Did libmicrohttpd's NUL after the target end the string, or a raw NUL
