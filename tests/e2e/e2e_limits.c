@@ -150,7 +150,7 @@ static void test_parameter_counts_and_target_lengths(void **state) {
       {101, 0, 414},       /* one more: racefreed's JSON 414 */
       {1000, 0, 414},      /* what used to hold the connection 30 s */
       {1, 10 * 1024, 414}, /* a 10 KiB target: over racefreed's 8 KiB */
-      {1, 40 * 1024, 414}, /* 40 KiB: over libmicrohttpd's read buffer (HTML) */
+      {1, 40 * 1024, 414}, /* 40 KiB: beyond the 32 KiB pool (HTML) */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     size_t n = (size_t)snprintf(req, cap, "GET /api/count?");
