@@ -2,6 +2,7 @@
 #   make run        racefreed on 127.0.0.1:3000 with the embedded SQLite store
 #   make test       every test: debug, ASan+UBSan and TSan builds, fuzzers, lint
 #   make bench      benchmarks, results to docs/benchmarks.md
+#   make soak       mixed traffic with restarts for SOAK_SECONDS (1800), not in CI
 #   make sanitize   only the ASan+UBSan and TSan runs
 #   make install PREFIX=/usr/local
 JOBS ?= $(shell nproc)
@@ -10,7 +11,7 @@ FUZZ_SECONDS ?= 20
 ARGS ?=
 
 .PHONY: all deps build release run test test-debug test-asan test-tsan sanitize \
-        fuzz lint format bench install clean
+        fuzz lint format bench soak install clean
 
 all: build
 
@@ -60,6 +61,9 @@ test: test-debug test-asan test-tsan fuzz lint
 
 bench: release
 	@bash bench/run.sh
+
+soak: release
+	@bash bench/soak.sh
 
 install: release
 	@cmake --install build/release --prefix $(PREFIX)

@@ -31,5 +31,10 @@ for s in bench/*.bench.sh; do
   BUILD="$build" bash "$s" >>"$tmp"
   echo >>"$tmp"
 done
+# The soak (`make soak`, bench/soak.sh: half an hour, not part of make bench)
+# keeps the section it last wrote by hand into the previous file.
+if [ -f "$out" ]; then
+  awk '/^## /{keep = ($0 ~ /^## Soak/)} keep' "$out" >>"$tmp"
+fi
 mv "$tmp" "$out"
 echo "bench: wrote $out" >&2

@@ -8,6 +8,7 @@
 #include "racefree/errors.h"
 
 #include "log.h"
+#include "redact.h"
 #include "routes/routes.h"
 
 /* Latency buckets in seconds: 0.5 ms .. 10 s, so both a 20 µs GET /api and a
@@ -93,8 +94,11 @@ int srv_redis_open(const char *url, rf_lock_t **out, char *err, size_t errlen) {
                              .command_timeout_ms = 200,
                              .reconnect_interval_ms = 500};
   int rc = rf_lock_create_redis(out, &ro, NULL);
-  if (rc != 0)
-    snprintf(err, errlen, "--redis %s: %s", url, rf_strerror(rc));
+  if (rc != 0) {
+    char shown[SRV_PATH_MAX];
+    snprintf(err, errlen, "--redis %s: %s", srv_url_redact(url, shown, sizeof shown),
+             rf_strerror(rc));
+  }
   return rc;
 }
 

@@ -150,6 +150,33 @@ static int decode_field(const json_t *v, const srv_field_t *f, char *out, srv_de
   return fail(err, f->name, "\"%s\" has an unsupported type", f->name);
 }
 
+/* The key of the member whose value ends at body[pos] (where jansson
+ * stopped on a number it cannot hold: 1e309 overflows even a double, so
+ * the second parse below fails too). Walks back over the number, ':' and
+ * the quoted key; false when the text there is not `"key": number`. */
+static bool key_before(const char *body, size_t pos, char *key, size_t cap) {
+  size_t i = pos;
+  while (i > 0 && strchr("0123456789+-.eE", body[i - 1]) != NULL)
+    i--;
+  while (i > 0 && strchr(" \t\r\n", body[i - 1]) != NULL)
+    i--;
+  if (i == 0 || body[i - 1] != ':')
+    return false;
+  i--;
+  while (i > 0 && strchr(" \t\r\n", body[i - 1]) != NULL)
+    i--;
+  if (i == 0 || body[i - 1] != '"')
+    return false;
+  size_t end = --i;
+  while (i > 0 && !(body[i - 1] == '"' && (i < 2 || body[i - 2] != '\\')))
+    i--;
+  if (i == 0 || end - i >= cap)
+    return false;
+  memcpy(key, body + i, end - i);
+  key[end - i] = '\0';
+  return true;
+}
+
 /* jansson refuses integers beyond 64 bits outright. Parse again with every
  * number as a double only to find which known field holds the monster, so
  * the message can name it like any other out-of-range value. */
@@ -169,6 +196,11 @@ static int fail_overflow(const char *body, size_t len, const srv_field_t *fields
     }
   }
   json_decref(root);
+  char key[SRV_ID_MAX + 1];
+  size_t pos = (size_t)jerr->position;
+  if (pos <= len && key_before(body, pos, key, sizeof key))
+    return fail(err, key, "\"%s\" holds a number too large (line %d, column %d)", key, jerr->line,
+                jerr->column);
   return fail(err, "", "the request body holds a number too large: %s (line %d, column %d)",
               jerr->text, jerr->line, jerr->column);
 }

@@ -46,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +101,7 @@ struct srv_rq {
   size_t nheaders;
   char *hname[RQ_MAX_HEADERS], *hvalue[RQ_MAX_HEADERS];
   bool forced; /* answered by srv_http_stop's last resort: ignore extra headers */
+  bool close;  /* answer with Connection: close (a request refused before its body) */
   bool queued;
 
   /* app->susp_head list, under app->susp_mu, while suspended. */
@@ -152,6 +155,10 @@ const char *srv_rq_query(srv_rq_t *rq, const char *key) {
   srv_unescape_final(copy);
   rq->queries[rq->nqueries++] = copy;
   return copy;
+}
+
+bool srv_rq_is_head(srv_rq_t *rq) {
+  return strcmp(rq->method, "HEAD") == 0;
 }
 
 unsigned srv_rq_stage(srv_rq_t *rq) {
@@ -454,7 +461,7 @@ static enum MHD_Result queue_answer(srv_rq_t *rq) {
   if (!rq->forced)
     for (size_t i = 0; i < rq->nheaders; i++)
       MHD_add_response_header(r, rq->hname[i], rq->hvalue[i]);
-  if (atomic_load_explicit(&rq->app->shutting_down, memory_order_relaxed))
+  if (rq->close || atomic_load_explicit(&rq->app->shutting_down, memory_order_relaxed))
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result ret = MHD_queue_response(rq->conn, rq->status, r);
   MHD_destroy_response(r);
@@ -589,6 +596,145 @@ static void reply_too_large(srv_rq_t *rq) {
                      body_limit(rq));
 }
 
+/* ------------------------------------------------------------ refusals
+ *
+ * Requests refused before their body, answered from the access handler's
+ * first call with a JSON error and Connection: close (the connection is
+ * closed after the answer, so the bytes that follow are never parsed as a
+ * next request). Two checks:
+ *
+ * The request line (on_uri, libmicrohttpd's URI log callback, called with
+ * the raw target before libmicrohttpd splits and decodes it). libmicrohttpd
+ * 0.9.75 stores every query argument as a record in the connection's
+ * memory pool; when the pool runs out there it queues its own 431 and then
+ * never sends it, leaving the client waiting for the connection timeout.
+ * So a target with more than QUERY_ARGS_MAX arguments, or longer than
+ * TARGET_MAX bytes, is refused here (414): its query string is cut to
+ * nothing in place (the callback's buffer is the request line in the
+ * connection's read buffer, writable) so that libmicrohttpd parses no
+ * argument at all. A NUL byte in the target, percent-encoded (%00) or raw
+ * (which would silently truncate the path: "/items/a<NUL>b" served as
+ * "/items/a"), is refused with 400.
+ *
+ * The framing headers (refuse_framing, RFC 9112 section 6.3): several
+ * Content-Length values that differ or are not decimal numbers,
+ * Content-Length together with Transfer-Encoding, or a Transfer-Encoding
+ * whose final coding is not chunked. libmicrohttpd 0.9.75 accepts these
+ * (it uses the first Content-Length, or prefers chunked), which lets a
+ * front proxy that reads the other length smuggle a request. */
+
+#define QUERY_ARGS_MAX 100
+#define TARGET_MAX     8192
+
+enum uri_verdict { URI_TOO_MANY_ARGS, URI_TOO_LONG, URI_NUL, URI_VERDICTS };
+static const char uri_verdicts[URI_VERDICTS]; /* their addresses mark a refused target */
+
+static int uri_verdict_of(const void *con_cls) {
+  uintptr_t p = (uintptr_t)con_cls, base = (uintptr_t)uri_verdicts; /* unrelated pointers */
+  return p >= base && p < base + URI_VERDICTS ? (int)(p - base) : -1;
+}
+
+/* Did libmicrohttpd's NUL after the target end the string, or a raw NUL
+ * byte of the client? libmicrohttpd ends the target by overwriting the
+ * space before "HTTP/x.y", and ends that version with the line's CR LF
+ * (both overwritten too): so the target's terminator must be followed by
+ * "HTTP/d.d" and NUL. Only called for HTTP/1.x request lines. */
+static bool raw_nul_in_target(const char *uri) {
+  const char *v = uri + strlen(uri) + 1;
+  bool version = strncmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' && v[6] == '.' &&
+                 v[7] >= '0' && v[7] <= '9' && v[8] == '\0';
+  return !version || strncmp(v + 9, "HTTP/", 5) == 0;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  (void)conn;
+  size_t len = strlen(uri);
+  if (raw_nul_in_target(uri))
+    return (void *)&uri_verdicts[URI_NUL];
+  for (const char *p = strchr(uri, '%'); p != NULL; p = strchr(p + 1, '%'))
+    if (p[1] == '0' && p[2] == '0')
+      return (void *)&uri_verdicts[URI_NUL];
+  char *q = strchr(uri, '?');
+  if (q == NULL)
+    return len > TARGET_MAX ? (void *)&uri_verdicts[URI_TOO_LONG] : NULL;
+  size_t nargs = 1;
+  for (const char *p = q + 1; *p != '\0'; p++)
+    nargs += *p == '&';
+  int verdict = len > TARGET_MAX ? URI_TOO_LONG : nargs > QUERY_ARGS_MAX ? URI_TOO_MANY_ARGS : -1;
+  if (verdict < 0)
+    return NULL;
+  q[1] = '\0'; /* libmicrohttpd parses the arguments after the '?': none */
+  return (void *)&uri_verdicts[verdict];
+}
+
+typedef struct framing {
+  unsigned ncl, nte;
+  const char *cl, *te;
+  bool cl_bad; /* a Content-Length that is not digits, or differs from the first */
+} framing_t;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value) {
+  (void)kind;
+  framing_t *f = cls;
+  if (value == NULL)
+    value = "";
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    size_t n = strspn(value, "0123456789");
+    if (n == 0 || value[n] != '\0' || (f->cl != NULL && strcmp(f->cl, value) != 0))
+      f->cl_bad = true;
+    if (f->cl == NULL)
+      f->cl = value;
+    f->ncl++;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    f->te = value;
+    f->nte++;
+  }
+  return MHD_YES;
+}
+
+/* The final coding of a Transfer-Encoding value is "chunked", alone. */
+static bool te_is_chunked(const char *te) {
+  while (*te == ' ' || *te == '\t')
+    te++;
+  size_t n = strlen(te);
+  while (n > 0 && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+    n--;
+  return n == 7 && strncasecmp(te, "chunked", 7) == 0;
+}
+
+/* A refusal of the framing headers: true and the answer made. */
+static bool refuse_framing(srv_rq_t *rq, struct MHD_Connection *conn) {
+  framing_t f = {0};
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+  const char *why = NULL;
+  if (f.cl_bad)
+    why = f.ncl > 1 ? "conflicting Content-Length headers" : "a malformed Content-Length header";
+  else if (f.ncl > 0 && f.nte > 0)
+    why = "Content-Length together with Transfer-Encoding";
+  else if (f.nte > 1 || (f.nte == 1 && !te_is_chunked(f.te)))
+    why = "a Transfer-Encoding other than chunked";
+  if (why == NULL)
+    return false;
+  rq->close = true;
+  srv_rq_reply_error(rq, 400, "bad_request", "ambiguous request framing: %s", why);
+  return true;
+}
+
+/* The answer to a target on_uri refused. */
+static void refuse_target(srv_rq_t *rq, int verdict) {
+  rq->close = true;
+  if (verdict == URI_TOO_MANY_ARGS)
+    srv_rq_reply_error(rq, 414, "uri_too_long", "too many query parameters (at most %d)",
+                       QUERY_ARGS_MAX);
+  else if (verdict == URI_TOO_LONG)
+    srv_rq_reply_error(rq, 414, "uri_too_long", "the request target is longer than %d bytes",
+                       TARGET_MAX);
+  else
+    srv_rq_reply_error(rq, 400, "bad_request", "the request target contains a NUL byte");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
@@ -596,16 +742,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   srv_http_t *h = cls;
   srv_rq_t *rq = *con_cls;
   rf_store_loop_thread(1); /* this is an event-loop thread */
-  if (rq == NULL) {
+  int verdict = uri_verdict_of(rq);
+  if (rq == NULL || verdict >= 0) {
     /* First call: headers only. Answering a GET here would lose keep-alive
      * (libmicrohttpd closes a connection whose answer was queued before the
-     * body phase), so only an oversized declared body is answered now. */
+     * body phase), so only refusals (above) and an oversized declared body
+     * are answered now. */
     rq = rq_new(h, conn, url, method);
     if (rq == NULL)
       return MHD_NO;
     *con_cls = rq;
     atomic_fetch_add_explicit(&h->app->inflight, 1, memory_order_relaxed);
     rf_gauge_add(h->app->shared->active, 1);
+    if (verdict >= 0) {
+      refuse_target(rq, verdict);
+      return queue_answer(rq);
+    }
+    if (refuse_framing(rq, conn))
+      return queue_answer(rq);
     if (content_length_too_large(rq, conn)) {
       reply_too_large(rq);
       return queue_answer(rq);
@@ -644,9 +798,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   (void)conn;
   srv_http_t *h = cls;
   srv_rq_t *rq = *con_cls;
-  if (rq == NULL)
-    return;
   *con_cls = NULL;
+  if (rq == NULL || uri_verdict_of(rq) >= 0)
+    return; /* never reached the access handler */
   srv_app_t *app = h->app;
   double secs = (double)(now_ns() - rq->start_ns) / 1e9;
   if (rq->queued) {
@@ -696,7 +850,8 @@ int srv_http_start(srv_app_t *app, int listen_fd, const srv_route_t *routes, siz
       (unsigned)o->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->connection_limit,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->connection_timeout_s,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, &g_http, MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, NULL, MHD_OPTION_END);
+      on_completed, &g_http, MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, NULL,
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_END);
   if (d == NULL) {
     snprintf(err, errlen, "cannot start the HTTP daemon (libmicrohttpd refused the options)");
     return RF_EINTERNAL;
@@ -740,6 +895,17 @@ static size_t force_resume_all(srv_app_t *app) {
   return n;
 }
 
+/* After the quiesce, the socket is still in the LISTEN state: the kernel
+ * would go on completing handshakes into the backlog, and those clients
+ * would wait, unanswered, until the process exits. shutdown(2) on a
+ * listening socket stops it listening (Linux): queued connections are
+ * reset and new ones refused. With --workers N the socket is shared by
+ * every worker, so the supervisor does this (main.c), not a worker. */
+static void stop_listening(const srv_app_t *app, MHD_socket fd) {
+  if (fd != MHD_INVALID_SOCKET && app->opts->workers <= 1)
+    (void)shutdown(fd, SHUT_RDWR);
+}
+
 void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
   if (app->daemon == NULL)
     return;
@@ -749,6 +915,7 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
   MHD_socket fd = MHD_quiesce_daemon(app->daemon);
   /* The descriptor is closed only after MHD_stop_daemon: until then a
    * daemon thread may still be taking it out of its epoll set. */
+  stop_listening(app, fd);
   /* 2. In-flight requests finish normally, up to the timeout. */
   wait_drained(app, timeout_ms);
   /* 3. Fire every pending timer now: sleeping requests wake and answer

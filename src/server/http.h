@@ -56,6 +56,9 @@ const char *srv_rq_body(srv_rq_t *rq, size_t *len);
 /* Query argument, percent-decoded, owned by rq (NULL if absent; at most 8
  * lookups per request). Only from the handler's own thread. */
 const char *srv_rq_query(srv_rq_t *rq, const char *key);
+/* Is this a HEAD request (routed to its GET route, which must then have no
+ * side effect)? */
+bool srv_rq_is_head(srv_rq_t *rq);
 /* The stage this invocation of the handler runs (0 the first time). */
 unsigned srv_rq_stage(srv_rq_t *rq);
 /* Zeroed per-request memory of at least `size` bytes, the same block on

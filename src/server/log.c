@@ -13,6 +13,8 @@
 
 #include "racefree/errors.h"
 
+#include "redact.h"
+
 /* Written once by srv_log_init before threads exist, read-only afterwards. */
 static int log_level = SRV_LOG_INFO;
 static int log_format = SRV_LOG_TEXT;
@@ -120,6 +122,9 @@ void srv_log(int level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  char clean[sizeof msg];
+  srv_url_redact(msg, clean, sizeof clean); /* last guard: no password reaches a log */
+  memcpy(msg, clean, sizeof msg);
   char line[4096], ts[40];
   timestamp(ts, sizeof ts);
   int n;

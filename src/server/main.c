@@ -23,7 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,14 +43,16 @@
 #include "listen.h"
 #include "log.h"
 #include "options.h"
+#include "redact.h"
 #include "routes/routes.h"
 #include "store.h"
 
 extern char **environ;
 
-#define MAX_RESTARTS        20    /* worker restarts allowed ... */
-#define RESTART_WINDOW_MS   10000 /* ... within this window, then give up */
-#define STOP_GRACE_EXTRA_MS 5000  /* supervisor: workers' shutdown timeout + this, then SIGKILL */
+#define MAX_RESTARTS         20    /* worker restarts allowed ... */
+#define RESTART_WINDOW_MS    10000 /* ... within this window, then give up */
+#define STOP_GRACE_EXTRA_MS  5000  /* supervisor: workers' shutdown timeout + this, then SIGKILL */
+#define STOP_LISTEN_DELAY_MS 100   /* supervisor: after SIGTERM to the workers, stop listening */
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -55,7 +61,8 @@ static uint64_t now_ms(void) {
 }
 
 static void fail_msg(const char *msg) {
-  fprintf(stderr, "racefreed: error: %s\n", msg);
+  char clean[4096];
+  fprintf(stderr, "racefreed: error: %s\n", srv_url_redact(msg, clean, sizeof clean));
   fflush(stderr);
 }
 
@@ -87,6 +94,24 @@ static int ensure_db_dir(const char *url, char *err, size_t errlen) {
 fail:
   snprintf(err, errlen, "cannot create the database directory %s: %s", path, strerror(errno));
   return RF_EIO;
+}
+
+/* Is the bound address of fd a loopback one (127.0.0.0/8, ::1)? */
+static bool bound_to_loopback(int fd) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+    return false;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return false;
 }
 
 static void block_signals(sigset_t *set) {
@@ -231,15 +256,16 @@ static int supervise(supervisor_t *s) {
   sigaddset(&set, SIGCHLD);
   bool stopping = false;
   int code = 0;
-  uint64_t kill_at = 0;
+  uint64_t kill_at = 0, stop_listen_at = UINT64_MAX;
   for (;;) {
-    struct timespec tick = {0, 200 * 1000000L};
+    struct timespec tick = {0, (stop_listen_at == UINT64_MAX ? 200 : 20) * 1000000L};
     int sig = sigtimedwait(&set, NULL, &tick);
     if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
       stopping = true;
       kill_at = now_ms() + s->o->shutdown_timeout_ms + STOP_GRACE_EXTRA_MS;
       srv_log(SRV_LOG_INFO, "stopping %zu workers", alive(s));
       signal_all(s, SIGTERM);
+      stop_listen_at = now_ms() + STOP_LISTEN_DELAY_MS;
     } else if (sig == SIGHUP) {
       if (srv_log_reopen() != 0)
         srv_log(SRV_LOG_ERROR, "cannot reopen the log file");
@@ -271,6 +297,14 @@ static int supervise(supervisor_t *s) {
           s->pids[i] = 0;
         break;
       }
+    }
+    if (stopping && s->fd >= 0 && now_ms() >= stop_listen_at) {
+      /* The workers have quiesced (they take the socket out of their
+       * event loops on SIGTERM): stop the shared socket listening, so that
+       * a client connecting during the drain is refused at once instead of
+       * waiting in the backlog until the processes exit. */
+      (void)shutdown(s->fd, SHUT_RDWR);
+      stop_listen_at = UINT64_MAX;
     }
     if (stopping) {
       if (alive(s) == 0)
@@ -338,9 +372,10 @@ int main(int argc, char **argv) {
       fail_msg(err);
       goto done;
     }
+    char shown[SRV_PATH_MAX];
     if (rf_lock_ping(redis) != 0)
       srv_log(SRV_LOG_WARN, "redis %s is not reachable (yet): GET /ready answers 503 until it is",
-              opts.redis);
+              srv_url_redact(opts.redis, shown, sizeof shown));
     rf_lock_destroy(redis);
   }
   if (ensure_db_dir(opts.db, err, sizeof err) != 0) {
@@ -352,6 +387,12 @@ int main(int argc, char **argv) {
     fail_msg(err);
     goto done;
   }
+  if (!bound_to_loopback(fd))
+    srv_log(SRV_LOG_WARN,
+            "listening on %s, not a loopback address: GET /metrics, GET /config, "
+            "GET /charges and GET /emails/sent have no authentication; put racefreed behind "
+            "a reverse proxy that restricts them (docs/server.md, \"Exposing racefreed\")",
+            display);
   rf_store_t *store = NULL; /* open once here: migrations, and a clear error */
   if (rf_store_open_err(opts.db, &store, err, sizeof err) != 0) {
     fail_msg(err);

@@ -12,6 +12,8 @@
 
 #include "racefree/errors.h"
 
+#include "redact.h"
+
 #ifndef RACEFREED_DEFAULT_APP_CONFIG
 #define RACEFREED_DEFAULT_APP_CONFIG "config/app.json"
 #endif
@@ -43,14 +45,18 @@ static int check_db(const char *v, char *why, size_t whylen) {
     return 0;
   if (strncmp(v, "postgres://", 11) == 0 || strncmp(v, "postgresql://", 13) == 0)
     return 0;
-  snprintf(why, whylen, "expected sqlite:PATH or postgres://..., got '%s'", v);
+  char shown[SRV_PATH_MAX];
+  snprintf(why, whylen, "expected sqlite:PATH or postgres://..., got '%.200s'",
+           srv_url_redact(v, shown, sizeof shown));
   return -1;
 }
 
 static int check_redis(const char *v, char *why, size_t whylen) {
   if (v[0] == '\0' || strcmp(v, "off") == 0 || strncmp(v, "redis://", 8) == 0)
     return 0;
-  snprintf(why, whylen, "expected redis://HOST:PORT or off, got '%s'", v);
+  char shown[SRV_PATH_MAX];
+  snprintf(why, whylen, "expected redis://HOST:PORT or off, got '%.200s'",
+           srv_url_redact(v, shown, sizeof shown));
   return -1;
 }
 
@@ -336,9 +342,10 @@ static int load_json_file(srv_options_t *o, const char *path, const char *buf, s
   const char *key;
   json_t *v;
   json_object_foreach(root, key, v) {
-    char text[SRV_PATH_MAX];
+    char text[64];
+    const char *value = text;
     if (json_is_string(v))
-      snprintf(text, sizeof text, "%s", json_string_value(v));
+      value = json_string_value(v); /* whole: apply() refuses one too long, naming the key */
     else if (json_is_integer(v) && json_integer_value(v) >= 0)
       snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
     else if (json_is_boolean(v))
@@ -351,7 +358,7 @@ static int load_json_file(srv_options_t *o, const char *path, const char *buf, s
       rc = RF_EINVAL;
       break;
     }
-    rc = file_set(o, path, 0, key, strlen(key), text, err, errlen);
+    rc = file_set(o, path, 0, key, strlen(key), value, err, errlen);
     if (rc != 0)
       break;
   }

@@ -48,6 +48,7 @@
 #include "racefree/cache.h"
 
 #include "log.h"
+#include "redact.h"
 #include "redis_kv.h"
 #include "routes.h"
 
@@ -468,7 +469,9 @@ int cache_init(srv_app_t *app, char *err, size_t errlen) {
     g_xwait_ms = 2 * lo.ttl_ms;
     rc = srv_kv_open(&g_kv, app->opts->redis, XKV_TIMEOUT_MS);
     if (rc != 0) {
-      snprintf(err, errlen, "cache: --redis %s: %s", app->opts->redis, rf_strerror(rc));
+      char shown[SRV_PATH_MAX];
+      snprintf(err, errlen, "cache: --redis %s: %s",
+               srv_url_redact(app->opts->redis, shown, sizeof shown), rf_strerror(rc));
       cache_fini(app);
     }
   }

@@ -15,7 +15,8 @@
 #include "routes.h"
 
 static void api_safe(srv_rq_t *rq) {
-  rf_counter_inc(srv_rq_app(rq)->shared->api_requests);
+  if (!srv_rq_is_head(rq)) /* HEAD reads like GET but counts nothing */
+    rf_counter_inc(srv_rq_app(rq)->shared->api_requests);
   srv_rq_reply_json(rq, 200, json_pack("{s:s}", "data", "ok"));
 }
 
@@ -49,6 +50,10 @@ static void pause_a_little(void) {
 }
 
 static void api_unsafe(srv_rq_t *rq) {
+  if (srv_rq_is_head(rq)) {
+    srv_rq_reply_json(rq, 200, json_pack("{s:s}", "data", "ok"));
+    return;
+  }
   long n = atomic_load_explicit(&naive_count, memory_order_relaxed); /* read */
   pause_a_little();                                                  /* ... */
   atomic_store_explicit(&naive_count, n + 1, memory_order_relaxed);  /* write */

@@ -45,6 +45,7 @@
 #include "racefree/queue.h"
 
 #include "log.h"
+#include "redact.h"
 #include "routes.h"
 
 #define JOB_PREFIX     "welcome-"
@@ -484,7 +485,9 @@ int jobs_init(srv_app_t *app, char *err, size_t errlen) {
     srv_log(SRV_LOG_WARN, "jobs: the queue is in memory (not durable) with this database");
   int rc = rf_queue_open(&g_queue, url, NULL);
   if (rc != 0) {
-    snprintf(err, errlen, "jobs: cannot open the job queue %s: %s", url, rf_strerror(rc));
+    char shown[SRV_PATH_MAX + 16];
+    snprintf(err, errlen, "jobs: cannot open the job queue %s: %s",
+             srv_url_redact(url, shown, sizeof shown), rf_strerror(rc));
     return rc;
   }
   if (o->job_workers > 0) {

@@ -15,6 +15,7 @@
 
 #include "decode.h"
 #include "options.h"
+#include "redact.h"
 #include "router.h"
 
 #define BODY(s) (s), strlen(s)
@@ -125,6 +126,9 @@ static void test_integers(void **state) {
       {"{\"itemId\":\"i\",\"quantity\":\"1\"}", "quantity"},
       {"{\"itemId\":\"i\",\"quantity\":true}", "quantity"},
       {"{\"itemId\":\"i\",\"quantity\":99999999999999999999999}", "quantity"},
+      {"{\"itemId\":\"i\",\"quantity\":1e309}", "quantity"},
+      {"{\"itemId\":\"i\",\"quantity\" : -1E+400 }", "quantity"},
+      {"{\"itemId\":\"i\",\"quantity\":1,\"other\":1e309}", "other"},
       {"{\"itemId\":\"i\"}", "quantity"},
       {"{\"itemId\":\"\",\"quantity\":1}", "itemId"},
       {"{\"itemId\":7,\"quantity\":1}", "itemId"},
@@ -376,6 +380,34 @@ static void test_options_json_file(void **state) {
   assert_int_equal(o.log_level, SRV_LOG_DEBUG);
   unlink(file);
   free(file);
+  /* A string longer than the option holds is refused, naming the key, in
+   * both file forms (it used to be cut to 1,023 bytes without a word). */
+  static char big[3000];
+  memset(big, 'a', sizeof big - 1);
+  const char *const forms[] = {"{\"app_config\": \"/%s\"}", "app-config = /%s\n"};
+  for (size_t i = 0; i < 2; i++) {
+    char *text = malloc(sizeof big + 64);
+    assert_non_null(text);
+    for (size_t n = 1022; n <= 1024; n++) { /* "/" + n bytes: 1023 fits, 1024 and 1025 do not */
+      snprintf(text, sizeof big + 64, forms[i], big + sizeof big - 1 - n);
+      char *f = write_tmp(text);
+      snprintf(cfg, sizeof cfg, "--config=%s", f);
+      char *argv2[] = {"racefreed", cfg, NULL};
+      err[0] = '\0';
+      int rc = load(&o, argv2, 2, NULL, err, &a);
+      if (n + 1 < SRV_PATH_MAX) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(strlen(o.app_config), n + 1);
+      } else {
+        assert_int_equal(rc, RF_EINVAL);
+        assert_non_null(strstr(err, "app"));
+        assert_non_null(strstr(err, "too long"));
+      }
+      unlink(f);
+      free(f);
+    }
+    free(text);
+  }
 }
 
 static void test_options_errors(void **state) {
@@ -446,6 +478,47 @@ static void test_options_meta(void **state) {
   fclose(devnull);
 }
 
+/* ------------------------------------------------------------ redaction */
+
+static void expect_redacted(const char *in, const char *want) {
+  char out[512];
+  srv_url_redact(in, out, sizeof out);
+  if (strcmp(out, want) != 0)
+    fprintf(stderr, "  redact(%s) = %s, want %s\n", in, out, want);
+  assert_string_equal(out, want);
+}
+
+static void test_redact(void **state) {
+  (void)state;
+  expect_redacted("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0");
+  expect_redacted("redis://default:s3cret@h:6379", "redis://default:***@h:6379");
+  expect_redacted("rediss://s3cret@h", "rediss://***@h");
+  expect_redacted("redis://127.0.0.1:6379", "redis://127.0.0.1:6379");
+  expect_redacted("postgres://user:pa:ss@db.example/app", "postgres://user:***@db.example/app");
+  expect_redacted("postgresql://user@db/app", "postgresql://user@db/app");
+  expect_redacted("postgres://u:p@w@db/app?sslmode=off", "postgres://u:***@db/app?sslmode=off");
+  expect_redacted("postgres://db/app?user=u&password=s3cret&sslmode=require",
+                  "postgres://db/app?user=u&password=***&sslmode=require");
+  expect_redacted("host=db user=u password=s3cret dbname=app",
+                  "host=db user=u password=*** dbname=app");
+  expect_redacted("host=db password = 'a b\\' c' dbname=app", "host=db password = *** dbname=app");
+  expect_redacted("PASSWORD=x", "PASSWORD=***");
+  expect_redacted("sqlite:./data/racefree.db", "sqlite:./data/racefree.db");
+  /* free text quoting a URL, as error messages do */
+  expect_redacted("--redis redis://:hunter2@h:1: connection refused",
+                  "--redis redis://:***@h:1: connection refused");
+  expect_redacted("store: cannot open 'postgres://a:hunter2@h/d' (timeout)",
+                  "store: cannot open 'postgres://a:***@h/d' (timeout)");
+  expect_redacted("", "");
+  expect_redacted("://x@y", "://x@y");
+  /* truncation never shows the secret */
+  char small[12];
+  srv_url_redact("redis://:hunter2@host:6379", small, sizeof small);
+  assert_null(strstr(small, "hunter"));
+  assert_int_equal(strlen(small), sizeof small - 1);
+  srv_url_redact("x", small, 0); /* cap 0: nothing written */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ids),
@@ -461,6 +534,7 @@ int main(void) {
       cmocka_unit_test(test_options_json_file),
       cmocka_unit_test(test_options_errors),
       cmocka_unit_test(test_options_meta),
+      cmocka_unit_test(test_redact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
