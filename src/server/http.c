@@ -929,7 +929,7 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
   if (app->pool != NULL)
     rf_pool_shutdown(app->pool, RF_POOL_CANCEL);
   wait_drained(app, 1000);
-  /* 4b. The store's executor: no new jobs from here on; the ones handed
+  /* 4b. The store's executor and the I/O pool: no new jobs from here on; the ones handed
    *    over already complete (each wakes its request, which answers), so
    *    none can touch a request after step 5 answered it. */
   atomic_store(&app->store_closing, true);
