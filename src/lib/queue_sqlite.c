@@ -306,6 +306,8 @@ static int rf__sconn_open(rf__sq_t *s, bool create_schema, rf__sconn_t **out) {
   }
   if (src != SQLITE_OK) {
     int rc = rf__sqlite_errmap(src);
+    if (rc == 0)
+      rc = RF_EIO; /* SQLITE_ROW/DONE where OK was expected: still a failure */
     rf__sconn_close(c);
     return rc;
   }

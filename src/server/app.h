@@ -60,7 +60,7 @@ typedef struct srv_app {
   rf_timer_t *timer;
   rf_pool_t *pool;    /* CPU work (low priority) */
   rf_pool_t *io_pool; /* blocking calls that are not the store's (srv_rq_offload) */
-  rf_lock_t *redis; /* --redis: the distributed lock service (NULL: off) */
+  rf_lock_t *redis;   /* --redis: the distributed lock service (NULL: off) */
   struct MHD_Daemon *daemon;
   atomic_bool shutting_down; /* answers carry Connection: close */
   atomic_long inflight;      /* requests of this process not yet finished */

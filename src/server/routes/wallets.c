@@ -196,7 +196,6 @@ static void move_safe(srv_rq_t *rq, int sign) {
     return;
   }
   case ST_READ:
-    st = srv_rq_state(rq, sizeof *st);
     srv_rq_store(rq, RF_STORE_READ, move_read_work, ST_CHECK);
     return;
   case ST_CHECK:
@@ -205,7 +204,6 @@ static void move_safe(srv_rq_t *rq, int sign) {
       srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE);
     return;
   case ST_WRITE:
-    st = srv_rq_state(rq, sizeof *st);
     srv_rq_store(rq, RF_STORE_WRITE, move_cas_work, ST_DONE);
     return;
   default: {
@@ -265,7 +263,6 @@ static void move_unsafe(srv_rq_t *rq, int sign) {
       srv_rq_after(rq, app->opts->db_latency_ms, ST_WRITE); /* the window */
     return;
   case ST_WRITE:
-    st = srv_rq_state(rq, sizeof *st);
     srv_rq_store(rq, RF_STORE_WRITE, naive_set_work, ST_DONE); /* blind write */
     return;
   default:
