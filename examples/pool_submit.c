@@ -55,7 +55,7 @@ int main(void) {
   rf_pool_stats_t st;
   do
     rf_pool_stats(p, &st);
-  while (st.busy < 2);
+  while (st.busy < 2 || st.queued > 0); /* both blockers running, none waiting */
   for (int i = 0; i < 4; i++) {
     int rc = rf_pool_submit(p, block, NULL, NULL);
     if (rc == 0)

@@ -20,7 +20,7 @@ fi
 help=$("$racefreed" --help)
 for flag in $("$racefreed" --help-markdown | sed -n 's/^| `\(--[a-z0-9-]*\).*/\1/p') \
             --config --help --version --help-markdown; do
-  if ! printf '%s\n' "$help" | grep -q -- "^  $flag\b"; then
+  if ! grep -q -- "^  $flag\b" <<<"$help"; then
     echo "check_configuration: racefreed --help does not list $flag" >&2
     status=1
   fi
