@@ -554,7 +554,7 @@ int srv_options_load(srv_options_t *o, int argc, char *const argv[], char *const
 
 void srv_options_usage(FILE *out, const char *prog) {
   fprintf(out,
-          "usage: %s [options]\n\n"
+          "Usage: %s [options]\n\n"
           "racefreed serves the race scenarios of the article \"Concurrency for NestJS\n"
           "Developers: The Hidden Race Conditions\" over HTTP/JSON, safe by default,\n"
           "naive with --unsafe. Every option can also be set as RACEFREE_<NAME> in the\n"
@@ -572,7 +572,10 @@ void srv_options_usage(FILE *out, const char *prog) {
       snprintf(left, sizeof left, "--%s %s", d->name, d->metavar);
     else
       snprintf(left, sizeof left, "--%s", d->name);
-    fprintf(out, "  %-29s %s", left, d->help);
+    if (strlen(left) > 29) /* too wide for the column: the text goes below */
+      fprintf(out, "  %s\n  %-29s %s", left, "", d->help);
+    else
+      fprintf(out, "  %-29s %s", left, d->help);
     if (d->def[0] != '\0' && d->type != OPT_BOOL)
       fprintf(out, " [%s]", d->def);
     fputc('\n', out);
