@@ -10,6 +10,10 @@ if "$@" >"$log" 2>&1; then
   exit 0
 else
   rc=$?
+  if [ $rc -ge 128 ]; then # interrupted (Ctrl-C): the log is of no interest
+    echo "interrupted: $* (output in $log)" >&2
+    exit $rc
+  fi
   cat "$log" >&2
   echo "failed: $* (exit $rc; full output in $log)" >&2
   exit $rc
