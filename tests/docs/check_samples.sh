@@ -5,8 +5,9 @@
 # by the server's address, and their output (Date and Content-Length headers
 # and carriage returns removed) must equal the lines that follow them.
 set -euo pipefail
-racefreed=$1
+racefreed=$(realpath "$1")
 shift
+export PATH="$(dirname "$racefreed"):$PATH" # samples may run racefreed itself
 tmp=$(mktemp -d)
 pid=
 cleanup() {
