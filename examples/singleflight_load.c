@@ -21,7 +21,7 @@ static void load_user(rf_sf_call_t *call, const char *key, void *arg) {
   atomic_fetch_add(&loads, 1);
   while (atomic_load(&waiting) < 10) /* let every caller join the flight */
     nanosleep(&(struct timespec){0, 1000000}, NULL);
-  nanosleep(&(struct timespec){0, 100000000}, NULL); /* 100 ms of "database" */
+  nanosleep(&(struct timespec){0, 200000000}, NULL); /* 200 ms of "database" */
   char *v = malloc(64);
   if (v == NULL) {
     rf_sf_complete(call, RF_ENOMEM, NULL, 0, NULL);
