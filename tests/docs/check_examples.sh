@@ -18,7 +18,7 @@ for page in "$src"/README.md "$src"/docs/*.md; do
     /^```console$/ { inblk = 1; cur = ""; next }
     /^```/ && inblk { inblk = 0; cur = ""; next }
     !inblk { next }
-    /^\$ \.\// { n++; cur = sprintf("%s/%s.%03d", dir, FILENAME == "" ? "x" : "s", n);
+    /^\$ \.\// { n++; cur = sprintf("%s/s.%03d", dir, n);
                  sub(/.*\//, "", page); print page > cur ".page";
                  print substr($0, 5) > cur ".cmd"; printf "" > cur ".exp"; next }
     /^\$ / { cur = ""; next }
