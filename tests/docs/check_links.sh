@@ -5,7 +5,7 @@
 # does not ship); and a page or header that speaks of "the article" names it
 # by its title somewhere in that file.
 set -uo pipefail
-cd "$1"
+cd "$1" || exit 1
 title='Concurrency for NestJS Developers: The Hidden Race Conditions'
 status=0
 mapfile -t pages < <(ls README.md docs/*.md docs/*/*.md 2>/dev/null)

@@ -7,7 +7,8 @@
 set -euo pipefail
 racefreed=$(realpath "$1")
 shift
-export PATH="$(dirname "$racefreed"):$PATH" # samples may run racefreed itself
+PATH="$(dirname "$racefreed"):$PATH" # samples may run racefreed itself
+export PATH
 tmp=$(mktemp -d)
 pid=
 cleanup() {
