@@ -11,38 +11,28 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 exempt=" counter_demo "
 
-# (page, command, expected output) for every `$ ./NAME` sample in the docs.
-n=0
-for page in "$src"/README.md "$src"/docs/*.md; do
-  awk -v dir="$tmp" -v page="$page" '
-    /^```console$/ { inblk = 1; cur = ""; next }
-    /^```/ && inblk { inblk = 0; cur = ""; next }
-    !inblk { next }
-    /^\$ \.\// { n++; cur = sprintf("%s/s.%03d", dir, n);
-                 sub(/.*\//, "", page); print page > cur ".page";
-                 print substr($0, 5) > cur ".cmd"; printf "" > cur ".exp"; next }
-    /^\$ / { cur = ""; next }
-    cur != "" { print >> (cur ".exp") }
-  ' "$page"
-  for f in "$tmp"/s.*.cmd; do
-    [ -e "$f" ] || continue
-    n=$((n + 1))
-    base=$tmp/$(printf 'k%04d' $n)
-    mv "$f" "$base.cmd"
-    mv "${f%.cmd}.exp" "$base.exp"
-    mv "${f%.cmd}.page" "$base.page"
-  done
-done
+# (page, command, expected output) for every `$ ./NAME` sample in the docs,
+# as $tmp/kNNNN.{page,cmd,exp}: one awk over all pages.
+awk -v dir="$tmp" '
+  FNR == 1 { inblk = 0; cur = "" }
+  /^```console$/ { inblk = 1; cur = ""; next }
+  /^```/ && inblk { inblk = 0; cur = ""; next }
+  !inblk { next }
+  /^\$ \.\// { n++; cur = sprintf("%s/k%04d", dir, n); page = FILENAME; sub(/.*\//, "", page)
+               print page > (cur ".page"); print substr($0, 5) > (cur ".cmd"); printf "" > (cur ".exp"); next }
+  /^\$ / { cur = ""; next }
+  cur != "" { print >> (cur ".exp") }
+' "$src"/README.md "$src"/docs/*.md
 
 status=0
 shown=" "
 for cmd in "$tmp"/k*.cmd; do
   [ -e "$cmd" ] || continue
   base=${cmd%.cmd}
-  line=$(cat "$cmd")
+  line=$(<"$cmd")
   name=${line%% *}
   shown="$shown$name "
-  page=$(cat "$base.page")
+  page=$(<"$base.page")
   if [ ! -x "$bindir/$name" ]; then
     echo "$page: \$ ./$line: no program $bindir/$name" >&2
     status=1
@@ -54,7 +44,7 @@ for cmd in "$tmp"/k*.cmd; do
     echo "$page: \$ ./$line exited $rc" >&2
     status=1
   fi
-  if [ "$got" != "$(cat "$base.exp")" ]; then
+  if [ "$got" != "$(<"$base.exp")" ]; then
     echo "$page: \$ ./$line prints something else than the page shows:" >&2
     diff <(cat "$base.exp") <(printf '%s\n' "$got") | sed 's/^/  /' >&2 || true
     status=1
