@@ -19,12 +19,14 @@ deps:
 	@bash scripts/deps.sh
 
 build: deps
-	@cmake --preset debug >/dev/null
-	@cmake --build --preset debug -j $(JOBS)
+	@echo "building the debug tree (output in build/debug.log)"
+	@bash scripts/quiet.sh build/debug.log sh -c \
+	  'cmake --preset debug && cmake --build --preset debug -j $(JOBS)'
 
 release: deps
-	@cmake --preset release >/dev/null
-	@cmake --build --preset release -j $(JOBS)
+	@echo "building the release tree (output in build/release.log)"
+	@bash scripts/quiet.sh build/release.log sh -c \
+	  'cmake --preset release && cmake --build --preset release -j $(JOBS)'
 
 run: release
 	@bash scripts/run.sh $(ARGS)
@@ -33,21 +35,24 @@ test-debug: build
 	@ctest --preset debug -j $(JOBS)
 
 test-asan: deps
-	@cmake --preset asan >/dev/null
-	@cmake --build --preset asan -j $(JOBS)
+	@echo "building the asan tree (output in build/asan.log)"
+	@bash scripts/quiet.sh build/asan.log sh -c \
+	  'cmake --preset asan && cmake --build --preset asan -j $(JOBS)'
 	@ctest --preset asan -j $(JOBS)
 
 test-tsan: deps
-	@cmake --preset tsan >/dev/null
-	@cmake --build --preset tsan -j $(JOBS)
+	@echo "building the tsan tree (output in build/tsan.log)"
+	@bash scripts/quiet.sh build/tsan.log sh -c \
+	  'cmake --preset tsan && cmake --build --preset tsan -j $(JOBS)'
 	@ctest --preset tsan -j $(JOBS)
 
 sanitize: test-asan test-tsan
 
 fuzz: deps
-	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS) --target \
-	  $$(cmake --build build/fuzz --target help | sed -n 's/^\.\.\. \(fuzz_[a-z_0-9]*\).*/\1/p')
+	@echo "building the fuzz targets (output in build/fuzz.log)"
+	@bash scripts/quiet.sh build/fuzz.log sh -c 'cmake --preset fuzz && \
+	  cmake --build --preset fuzz -j $(JOBS) --target \
+	  $$(cmake --build build/fuzz --target help | sed -n "s/^\.\.\. \(fuzz_[a-z_0-9]*\).*/\1/p")'
 	@bash scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS)
 
 lint: build
@@ -66,7 +71,8 @@ soak: release
 	@bash bench/soak.sh
 
 install: release
-	@cmake --install build/release --prefix $(PREFIX)
+	@bash scripts/quiet.sh build/install.log cmake --install build/release --prefix $(PREFIX)
+	@bash scripts/post-install.sh $(PREFIX)
 
 clean:
 	rm -rf build

@@ -11,6 +11,9 @@ PACKAGES=(
   # libraries (see docs/dependencies.md for why each was chosen)
   libcmocka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
   libpq-dev libhiredis-dev libyaml-dev libhttp-parser-dev libspng-dev
+  # man pages: help2man from the programs' --help, pandoc for racefree(7), man-db
+  # to check that they render
+  help2man pandoc man-db
   # services for the scaled-out tests, and peers for the benchmarks
   postgresql redis-server wrk nginx-light curl procps iproute2
 )

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# lint.sh - cppcheck and clang-tidy over the project's C sources, and a
-# clang-format check. Any finding fails.
+# lint.sh - cppcheck and clang-tidy over the project's C sources (library,
+# programs and examples), and a clang-format check. Any finding fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files 'src/*.c' 'include/*.h' 'src/*.h' 2>/dev/null; git ls-files --others --exclude-standard 'src/*.c' 'src/*.h' 'include/*.h')
+mapfile -t files < <(git ls-files 'src/*.c' 'include/*.h' 'src/*.h' 'examples/*.c' 2>/dev/null; git ls-files --others --exclude-standard 'src/*.c' 'src/*.h' 'include/*.h' 'examples/*.c')
 [ ${#files[@]} -gt 0 ] || exit 0
 cfiles=()
 for f in "${files[@]}"; do [[ $f == *.c ]] && cfiles+=("$f"); done

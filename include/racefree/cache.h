@@ -1,7 +1,8 @@
 /* racefree/cache.h - a bounded, TTL-expiring cache whose misses are
  * single-flight: N concurrent misses for one key run the loader once.
  *
- * The race it prevents is the article's "safe" cache service, whose
+ * The race it prevents is the "safe" cache service of the article
+ * "Concurrency for NestJS Developers: The Hidden Race Conditions", whose
  * "is it cached? is it loading? then I load it" sequence lets two requests
  * both decide to load. Here a miss joins or starts the singleflight flight
  * for its key (racefree/singleflight.h); the flight inserts the value into

@@ -260,7 +260,8 @@ int rf_lock_ping(rf_lock_t *lk);
  * lease->token to fence every write. Returns 0 or a negative status. */
 typedef int (*rf_lock_fn)(void *arg, const rf_lock_lease_t *lease);
 
-/* rf_lock_with: acquire, run fn, release - the article's withLock. Returns
+/* rf_lock_with: acquire, run fn, release - the withLock of the article
+ * "Concurrency for NestJS Developers: The Hidden Race Conditions". Returns
  * the acquisition's error (fn not run), else fn's status when it is not 0,
  * else the release's status (RF_ESTATE tells the caller the lease expired
  * during fn; RF_EUNAVAIL that the lock is left to expire). Thread-safe. */

@@ -2,7 +2,8 @@
  * threads and (optionally) by forked worker processes, with Prometheus text
  * exposition.
  *
- * The race this module removes is the article's `this.requestCount++`: a
+ * The race this module removes is the `this.requestCount++` of the article
+ * "Concurrency for NestJS Developers: The Hidden Race Conditions": a
  * read, an add and a write that two threads (or two processes) interleave so
  * that one increment overwrites the other. Every update here is one atomic
  * read-modify-write (fetch_add, or a compare-and-swap loop for the double sum

@@ -1,7 +1,8 @@
 /* racefree/once.h - fallible lazy initialisation: run an init function at
  * most once *successfully*, however many threads ask at the same moment.
  *
- * The race it prevents (the article's "lazy initialization"):
+ * The race it prevents ("lazy initialization" in the article
+ * "Concurrency for NestJS Developers: The Hidden Race Conditions"):
  *
  *   if (!loaded) {         // A and B both see 0 ...
  *     load();              // ... and both load

@@ -4,7 +4,8 @@
  * that serve requests, or every connection on those threads stalls. It goes
  * to this pool instead. Two races are closed:
  *
- *  1. Overload. An unbounded queue (the article's `this.queue.push(task)`)
+ *  1. Overload. An unbounded queue (`this.queue.push(task)` in the article
+ *     "Concurrency for NestJS Developers: The Hidden Race Conditions")
  *     grows without limit under load; a check-then-push bound
  *     (`if (size < cap) push`) lets concurrent submitters overfill it. Here
  *     the capacity check and the push are one critical section, the ring is

@@ -1,7 +1,8 @@
 /* racefree/queue.h - a durable job queue with job-id deduplication, leases,
  * fencing attempt numbers and retries with backoff.
  *
- * The races it prevents (the article's "Pattern 3: Queue-Based Processing"):
+ * The races it prevents ("Pattern 3: Queue-Based Processing" in the article
+ * "Concurrency for NestJS Developers: The Hidden Race Conditions"):
  *
  *  - Duplicate enqueue. "if no job for this user yet, enqueue one" is a
  *    check-then-act: two requests both see "none" and both enqueue, so the

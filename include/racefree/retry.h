@@ -3,7 +3,8 @@
  *
  * The race it prevents is the thundering herd: when many clients fail at the
  * same moment (a version conflict, a lock held, a backend restarting) and
- * all retry after the same fixed delay (the article's `10 * 2^i` ms), they
+ * all retry after the same fixed delay (`10 * 2^i` ms in the article
+ * "Concurrency for NestJS Developers: The Hidden Race Conditions"), they
  * collide again at exactly the same instant, wave after wave. With "full
  * jitter" (delay uniform in [0, min(cap, base * 2^attempt)]) the retries of
  * a wave spread over the whole window and most of them succeed.

@@ -1,7 +1,8 @@
 /* racefree/singleflight.h - one load per key at a time, shared by everyone
  * who asks while it runs.
  *
- * The race it prevents (the article's "safe" cache service):
+ * The race it prevents (the "safe" cache service of the article
+ * "Concurrency for NestJS Developers: The Hidden Race Conditions"):
  *
  *   if (cache.has(key)) return cache.get(key);
  *   if (loading.has(key)) return wait_for(key);

@@ -67,9 +67,10 @@ void rf_timer_destroy(rf_timer_t *t);
 
 /* rf_timer_after: run fn(arg) on the timer thread delay_ms milliseconds
  * from now (0: as soon as possible, after timers already due). A delay so
- * large that the deadline overflows saturates (the timer then never fires
- * but can still be cancelled). If id is not NULL the timer's id (never 0,
- * unique for the life of t) is stored there, before the callback can run.
+ * large that the deadline overflows saturates (the timer then never comes
+ * due; it can still be cancelled, and rf_timer_shutdown(t, true) runs
+ * it). If id is not NULL the timer's id (never 0, unique for the life of t)
+ * is stored there, before the callback can run.
  * Errors: RF_EINVAL (t or fn NULL), RF_ENOMEM, RF_ESHUTDOWN (shutdown has
  * begun; also from callbacks run by rf_timer_shutdown(t, true)). On error
  * fn will never run for this call. Thread-safe; never blocks beyond the

@@ -5,7 +5,7 @@
  * outlives the call, keep no state and never touch the network, which is
  * what lets tests/fuzz/fuzz_decode.c throw arbitrary bytes at them.
  *
- * Rules (docs/server.md, API.md "Conventions"):
+ * Rules (docs/server.md, docs/http-api.md "Conventions"):
  *   - a body is one JSON object (UTF-8, no duplicate keys, no NUL);
  *     unknown fields are rejected and named;
  *   - amounts, stock and quantities are JSON integers (no fraction, no

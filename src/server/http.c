@@ -55,7 +55,7 @@
 
 #include "log.h"
 
-#define BODY_LIMIT        ((size_t)1024 * 1024) /* API.md: request bodies over 1 MiB get 413 */
+#define BODY_LIMIT        ((size_t)1024 * 1024) /* docs/http-api.md: bodies over 1 MiB get 413 */
 #define BODY_DISCARD_MAX  (16 * BODY_LIMIT)     /* beyond this, an oversized upload is cut off */
 #define LARGE_BODY_LIMIT  (16u * BODY_LIMIT)    /* SRV_ROUTE_LARGE_BODY routes (images: 16 MiB) */
 #define RQ_MAX_HEADERS    8
@@ -550,7 +550,7 @@ static void rq_free(srv_rq_t *rq) {
   free(rq);
 }
 
-/* The body limit of rq's route (API.md: 1 MiB, images 16 MiB). */
+/* The body limit of rq's route (docs/http-api.md: 1 MiB, images 16 MiB). */
 static size_t body_limit(const srv_rq_t *rq) {
   return rq->route != NULL && (rq->route->flags & SRV_ROUTE_LARGE_BODY) ? LARGE_BODY_LIMIT
                                                                         : BODY_LIMIT;

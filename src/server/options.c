@@ -71,19 +71,20 @@ static int check_nonempty(const char *v, char *why, size_t whylen) {
 #define SZ(f)    sizeof(((srv_options_t *)0)->f)
 #define U64_MAX_ 1000000000000ull
 
-/* The one description of every option. Keep docs/configuration.md in step
- * (racefreed --help-markdown prints this table). */
+/* The one description of every option. docs/configuration.md's table is
+ * racefreed --help-markdown's output (the docs.configuration test compares
+ * them: after a change here, paste the new output there). */
 static const opt_def_t opt_table[] = {
     {"bind", OPT_STR, OFF(bind), SZ(bind), 0, 0, NULL, check_nonempty, "127.0.0.1", "ADDR",
-     "listen address"},
+     "listen address (numeric IPv4/IPv6 or a host name: the first address that binds is used)"},
     {"port", OPT_UINT, OFF(port), 0, 0, 65535, NULL, NULL, "3000", "N",
      "listen port (0: pick a free one; the start-up line shows it)"},
     {"db", OPT_STR, OFF(db), SZ(db), 0, 0, NULL, check_db, "sqlite:./data/racefree.db", "URL",
-     "database: sqlite:PATH or postgres://..."},
+     "database: sqlite:PATH (its directory is created if missing) or postgres://..."},
     {"redis", OPT_STR, OFF(redis), SZ(redis), 0, 0, NULL, check_redis, "", "URL",
-     "redis://HOST:PORT (empty or off: no Redis)"},
+     "redis://HOST:PORT (empty or off: no Redis); checked by GET /ready"},
     {"workers", OPT_UINT, OFF(workers), 0, 1, 64, NULL, NULL, "1", "N",
-     "server processes sharing the listen socket"},
+     "server processes sharing the listen socket (1..64)"},
     {"threads", OPT_UINT, OFF(threads), 0, 0, 256, NULL, NULL, "0", "N",
      "HTTP threads per process (0: number of cores)"},
     {"pool-size", OPT_UINT, OFF(pool_size), 0, 0, 256, NULL, NULL, "0", "N",
@@ -107,7 +108,7 @@ static const opt_def_t opt_table[] = {
     {"cache-max-entries", OPT_UINT, OFF(cache_max_entries), 0, 1, 100000000, NULL, NULL, "100000",
      "N", "cache bound"},
     {"occ-retries", OPT_UINT, OFF(occ_retries), 0, 0, 100, NULL, NULL, "8", "N",
-     "wallet retries after a version conflict"},
+     "wallet retries after a version conflict (attempts = retries + 1)"},
     {"job-attempts", OPT_UINT, OFF(job_attempts), 0, 1, 100, NULL, NULL, "5", "N",
      "attempts per background job"},
     {"job-backoff-ms", OPT_UINT, OFF(job_backoff_ms), 0, 0, 3600000, NULL, NULL, "1000", "MS",
@@ -119,17 +120,17 @@ static const opt_def_t opt_table[] = {
      "lease of a payment in flight (at least 2 x charge latency + 1 s is used): a payment "
      "whose server died is recovered by the next request after it"},
     {"unsafe", OPT_BOOL, OFF(unsafe), 0, 0, 0, NULL, NULL, "false", NULL,
-     "serve the article's naive (racy) handlers, for demonstrations"},
+     "serve the naive (racy) handlers, for demonstrations; logs a warning at start-up"},
     {"log-format", OPT_ENUM, OFF(log_format), 0, 0, 0, log_formats, NULL, "text", "text|json",
      "log line format"},
     {"log-level", OPT_ENUM, OFF(log_level), 0, 0, 0, log_levels, NULL, "info",
-     "debug|info|warn|error", "least severe level logged (requests log at info)"},
+     "debug|info|warn|error", "least severe level logged (request lines are info)"},
     {"log-file", OPT_STR, OFF(log_file), SZ(log_file), 0, 0, NULL, NULL, "", "PATH",
      "append logs to this file instead of stderr (reopened on SIGHUP)"},
     {"connection-limit", OPT_UINT, OFF(connection_limit), 0, 1, 1000000, NULL, NULL, "4096", "N",
-     "open connections per process"},
+     "open connections per process; more are refused"},
     {"connection-timeout", OPT_UINT, OFF(connection_timeout_s), 0, 1, 3600, NULL, NULL, "30", "S",
-     "idle seconds before a connection is closed"},
+     "idle seconds before a connection is closed (a slow or silent client cannot pin one)"},
     {"shutdown-timeout-ms", OPT_UINT, OFF(shutdown_timeout_ms), 0, 0, 600000, NULL, NULL, "10000",
      "MS", "how long SIGTERM waits for in-flight requests"},
 };
@@ -560,13 +561,16 @@ int srv_options_load(srv_options_t *o, int argc, char *const argv[], char *const
 
 void srv_options_usage(FILE *out, const char *prog) {
   fprintf(out,
-          "usage: %s [options]\n\n"
-          "racefreed serves the race scenarios of the article over HTTP/JSON, safe by\n"
-          "default, naive with --unsafe. Every option can also be set as RACEFREE_<NAME>\n"
-          "in the environment or in --config FILE (key = value lines, or one JSON\n"
-          "object); flags win over the environment, which wins over the file.\n\n"
+          "Usage: %s [options]\n\n"
+          "racefreed serves the race scenarios of the article \"Concurrency for NestJS\n"
+          "Developers: The Hidden Race Conditions\" over HTTP/JSON, safe by default,\n"
+          "naive with --unsafe. Every option can also be set as RACEFREE_<NAME> in the\n"
+          "environment or in --config FILE (key = value lines, or one JSON object);\n"
+          "flags win over the environment, which wins over the file.\n\n"
           "  --config FILE                 read options from FILE (also RACEFREE_CONFIG)\n"
-          "  --help, --version\n",
+          "  --help, -h                    print this help and exit\n"
+          "  --version, -V                 print the version and exit\n"
+          "  --help-markdown               print the option table in markdown and exit\n",
           prog);
   for (size_t i = 0; i < OPT_COUNT; i++) {
     const opt_def_t *d = &opt_table[i];
@@ -575,7 +579,10 @@ void srv_options_usage(FILE *out, const char *prog) {
       snprintf(left, sizeof left, "--%s %s", d->name, d->metavar);
     else
       snprintf(left, sizeof left, "--%s", d->name);
-    fprintf(out, "  %-29s %s", left, d->help);
+    if (strlen(left) > 29) /* too wide for the column: the text goes below */
+      fprintf(out, "  %s\n  %-29s %s", left, "", d->help);
+    else
+      fprintf(out, "  %-29s %s", left, d->help);
     if (d->def[0] != '\0' && d->type != OPT_BOOL)
       fprintf(out, " [%s]", d->def);
     fputc('\n', out);
@@ -594,7 +601,13 @@ void srv_options_markdown(FILE *out) {
       for (const char *m = d->metavar; *m; m++)
         fputs(*m == '|' ? "\\|" : (char[2]){*m, 0}, out);
     }
-    fprintf(out, "` | `%s` | %s%s%s | %s |\n", env, d->def[0] ? "`" : "",
-            d->def[0] ? d->def : "(none)", d->def[0] ? "`" : "", d->help);
+    if (d->offset == OFF(app_config)) /* a path of the build machine: say what it is */
+      fprintf(out,
+              "` | `%s` | `config/app.json` of the source tree (absolute path compiled in) "
+              "| %s |\n",
+              env, d->help);
+    else
+      fprintf(out, "` | `%s` | %s%s%s | %s |\n", env, d->def[0] ? "`" : "",
+              d->def[0] ? d->def : "(none)", d->def[0] ? "`" : "", d->help);
   }
 }

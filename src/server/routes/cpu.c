@@ -46,7 +46,7 @@
 #include "image.h"
 #include "routes.h"
 
-#define ITERATIONS_MAX 10000000000ll /* API.md: n <= 10^10 */
+#define ITERATIONS_MAX 10000000000ll /* docs/http-api.md: n <= 10^10 */
 #define CHECK_EVERY    (1ll << 20)   /* iterations between two shutdown checks */
 #define IMG_PIXEL_CAP  (1ull << 24)  /* 16 Mi pixels = 64 MiB of RGBA per image */
 
