@@ -26,7 +26,6 @@
 #define RACEFREE_ONCE_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 
 #ifdef __cplusplus
@@ -45,14 +44,17 @@ struct rf__once_waiter;
  *
  * state    NEW/RUNNING/DONE. DONE is stored with release after fn returned 0
  *          and loaded with acquire on the fast path; every other access is
- *          made with `mu` held (see once.c for the full argument).
+ *          made with `mu` held (see once.c for the full argument). A plain
+ *          int accessed only through the compiler's __atomic builtins, so
+ *          that the header is the same type in C and C++ (C++ has no
+ *          <stdatomic.h> before C++23).
  * mu, cv   guard `waiters` and `runner`; blocking waiters sleep on cv.
  * waiters  the callers queued on the running attempt (blocking ones live on
  *          their own stacks, callback ones are heap nodes).
  * runner   identity of the thread running the attempt, to refuse a
  *          recursive call from inside fn instead of deadlocking. */
 typedef struct rf_once {
-  atomic_int state;
+  int state;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   struct rf__once_waiter *waiters;

@@ -65,7 +65,7 @@ int rf_once_init(rf_once_t *o) {
 }
 
 bool rf_once_done(rf_once_t *o) {
-  return o != NULL && atomic_load_explicit(&o->state, memory_order_acquire) == RF__ONCE_DONE;
+  return o != NULL && __atomic_load_n(&o->state, __ATOMIC_ACQUIRE) == RF__ONCE_DONE;
 }
 
 static int rf__once_norm(int status) {
@@ -83,9 +83,9 @@ static int rf__once_run(rf_once_t *o, rf_once_fn fn, void *arg, rf__once_waiter 
   pthread_mutex_lock(&o->mu);
   if (status == 0) {
     /* The release store: see "Memory ordering" above. */
-    atomic_store_explicit(&o->state, RF__ONCE_DONE, memory_order_release);
+    __atomic_store_n(&o->state, RF__ONCE_DONE, __ATOMIC_RELEASE);
   } else {
-    atomic_store_explicit(&o->state, RF__ONCE_NEW, memory_order_relaxed);
+    __atomic_store_n(&o->state, RF__ONCE_NEW, __ATOMIC_RELAXED);
   }
   o->runner = NULL;
   list = o->waiters;
@@ -124,7 +124,7 @@ int rf_once_call(rf_once_t *o, rf_once_fn fn, void *arg) {
     return RF_EINVAL;
   }
   /* Fast path: one acquire load. */
-  if (atomic_load_explicit(&o->state, memory_order_acquire) == RF__ONCE_DONE) {
+  if (__atomic_load_n(&o->state, __ATOMIC_ACQUIRE) == RF__ONCE_DONE) {
     return 0;
   }
   RF_HOOK("once.after_check");
@@ -134,14 +134,14 @@ int rf_once_call(rf_once_t *o, rf_once_fn fn, void *arg) {
   rf__once_waiter *cbs = NULL;
 
   pthread_mutex_lock(&o->mu);
-  int state = atomic_load_explicit(&o->state, memory_order_relaxed);
+  int state = __atomic_load_n(&o->state, __ATOMIC_RELAXED);
   if (state == RF__ONCE_DONE) {
     pthread_mutex_unlock(&o->mu);
     return 0;
   }
   if (state == RF__ONCE_NEW) {
     /* Claim the attempt. Relaxed: only lock holders look at RUNNING. */
-    atomic_store_explicit(&o->state, RF__ONCE_RUNNING, memory_order_relaxed);
+    __atomic_store_n(&o->state, RF__ONCE_RUNNING, __ATOMIC_RELAXED);
     o->runner = &rf__once_self;
     pthread_mutex_unlock(&o->mu);
     rc = rf__once_run(o, fn, arg, &cbs);
@@ -174,7 +174,7 @@ int rf_once_call_cb(rf_once_t *o, rf_once_fn fn, void *arg, rf_once_cb cb, void 
   if (o == NULL || fn == NULL || cb == NULL) {
     return RF_EINVAL;
   }
-  if (atomic_load_explicit(&o->state, memory_order_acquire) == RF__ONCE_DONE) {
+  if (__atomic_load_n(&o->state, __ATOMIC_ACQUIRE) == RF__ONCE_DONE) {
     cb(0, cb_arg);
     return 0;
   }
@@ -182,14 +182,14 @@ int rf_once_call_cb(rf_once_t *o, rf_once_fn fn, void *arg, rf_once_cb cb, void 
 
   rf__once_waiter *cbs = NULL;
   pthread_mutex_lock(&o->mu);
-  int state = atomic_load_explicit(&o->state, memory_order_relaxed);
+  int state = __atomic_load_n(&o->state, __ATOMIC_RELAXED);
   if (state == RF__ONCE_DONE) {
     pthread_mutex_unlock(&o->mu);
     cb(0, cb_arg);
     return 0;
   }
   if (state == RF__ONCE_NEW) {
-    atomic_store_explicit(&o->state, RF__ONCE_RUNNING, memory_order_relaxed);
+    __atomic_store_n(&o->state, RF__ONCE_RUNNING, __ATOMIC_RELAXED);
     o->runner = &rf__once_self;
     pthread_mutex_unlock(&o->mu);
     int status = rf__once_run(o, fn, arg, &cbs);
@@ -222,8 +222,8 @@ void rf_once_reset(rf_once_t *o) {
     return;
   }
   pthread_mutex_lock(&o->mu);
-  if (atomic_load_explicit(&o->state, memory_order_relaxed) != RF__ONCE_RUNNING) {
-    atomic_store_explicit(&o->state, RF__ONCE_NEW, memory_order_relaxed);
+  if (__atomic_load_n(&o->state, __ATOMIC_RELAXED) != RF__ONCE_RUNNING) {
+    __atomic_store_n(&o->state, RF__ONCE_NEW, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&o->mu);
 }
