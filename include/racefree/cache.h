@@ -35,6 +35,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 typedef struct rf_cache rf_cache_t;
 
 typedef struct {
@@ -134,6 +138,8 @@ int rf_cache_invalidate(rf_cache_t *c, const char *key);
  * taken atomically while other threads run). NULL c or out: *out zeroed
  * when out is not NULL. Thread-safety: any thread. */
 void rf_cache_stats(rf_cache_t *c, rf_cache_stats_t *out);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 #define RF_OK 0
 
 /* X-macro so that codes, names and messages cannot drift apart. */
@@ -50,6 +54,8 @@ const char *rf_strerror(int status);
 /* rf_err_name: the symbolic name ("RF_EBUSY", "RF_OK") of a status code.
  * Never returns NULL; unknown codes give "RF_EUNKNOWN". Thread-safe. */
 const char *rf_err_name(int status);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

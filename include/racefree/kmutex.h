@@ -45,6 +45,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 typedef struct rf_kmutex rf_kmutex_t;
 
 /* rf_kmutex_create: an empty keyed mutex. *out written on success only.
@@ -121,6 +125,8 @@ size_t rf_kmutex_entries(rf_kmutex_t *km);
  * under the key's stripe lock. For tests and diagnostics: the value can be
  * stale as soon as it is returned. */
 size_t rf_kmutex_waiters(rf_kmutex_t *km, const char *key);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

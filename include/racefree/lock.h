@@ -60,6 +60,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 /* Longest key accepted (bytes, excluding the NUL). */
 #define RF_LOCK_KEY_MAX 200
 /* Length of the random owner value (hex characters). */
@@ -321,6 +325,8 @@ int rf_fence_check(rf_fence_t *f, const char *resource, uint64_t token);
 /* rf_fence_last: the largest token accepted for `resource` in *token.
  * RF_ENOENT when none was, RF_EINVAL for NULL arguments. */
 int rf_fence_last(rf_fence_t *f, const char *resource, uint64_t *token);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -55,6 +55,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 typedef struct rf_metrics rf_metrics_t;     /* registry */
 typedef struct rf_counter rf_counter_t;     /* monotonic uint64 */
 typedef struct rf_gauge rf_gauge_t;         /* int64 */
@@ -220,6 +224,8 @@ int rf_metrics_render(rf_metrics_t *m, char **out, size_t *len);
  * RF_ERANGE (does not fit in cap bytes; buf then holds ""). Thread-safe,
  * no allocation. */
 int rf_metrics_labels_render(char *buf, size_t cap, const char *const *kv, size_t npairs);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 /* Values of rf_once_t.state (internal, listed for RF_ONCE_INIT). */
 #define RF__ONCE_NEW     0
 #define RF__ONCE_RUNNING 1
@@ -129,6 +133,8 @@ bool rf_once_done(rf_once_t *o);
  * running, nothing changes (the call does not wait). NULL is ignored. The
  * caller must make sure no other thread relies on the object being DONE. */
 void rf_once_reset(rf_once_t *o);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

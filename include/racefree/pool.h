@@ -40,6 +40,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 #define RF_POOL_MAX_THREADS 1024u
 #define RF_POOL_MAX_QUEUE   ((size_t)1 << 24) /* 16 Mi tasks, 384 MiB of ring */
 
@@ -140,6 +144,8 @@ void rf_pool_destroy(rf_pool_t *p);
  * any thread at any time before destroy (e.g. a /metrics scrape). NULL
  * arguments: no-op. */
 void rf_pool_stats(rf_pool_t *p, rf_pool_stats_t *out);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -106,6 +106,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 /* Limits. Ids (job ids and worker ids) are 1..RF_QUEUE_ID_MAX characters
  * from [A-Za-z0-9._:-]. Error texts are truncated to RF_QUEUE_ERROR_MAX
  * bytes (at a UTF-8 character boundary). */
@@ -347,6 +351,8 @@ void rf_queue_worker_stop(rf_queue_worker_t *w, rf_queue_worker_stats_t *final);
  * that other threads update: each value is a recent one, not a snapshot
  * of all five). Thread-safe. */
 void rf_queue_worker_stats(const rf_queue_worker_t *w, rf_queue_worker_stats_t *out);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,6 @@
 #define RACEFREE_H
 
 #include "racefree/errors.h"
-#include "racefree/hook.h"
 
 #include "racefree/cache.h"
 #include "racefree/kmutex.h"

@@ -37,6 +37,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 /* The policy.
  *   max_attempts  total attempts including the first one (>= 1). With 3,
  *                 rf_retry_next grants two retries and then says RF_ERANGE.
@@ -99,6 +103,8 @@ typedef bool (*rf_retry_pred)(int status); /* true: retry this status */
  * seed counter). */
 int rf_retry_run(const rf_retry_policy_t *policy, rf_retry_op op, void *arg,
                  rf_retry_pred retryable);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 typedef struct rf_sf rf_sf_t;               /* the table of flights */
 typedef struct rf_sf_call rf_sf_call_t;     /* one in-flight execution for a key */
 typedef struct rf_sf_result rf_sf_result_t; /* reference-counted result */
@@ -149,6 +153,8 @@ rf_sf_result_t *rf_sf_result_retain(rf_sf_result_t *r);
 /* rf_sf_result_release: drop one reference; the last one runs the value's
  * free function and frees the result. NULL is ignored. Any thread. */
 void rf_sf_result_release(rf_sf_result_t *r);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

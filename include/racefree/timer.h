@@ -46,6 +46,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares
+ * is its exported API. */
+#pragma GCC visibility push(default)
+
 typedef struct rf_timer rf_timer_t;
 
 /* A timer callback: runs on the timer thread, must be short and never
@@ -98,6 +102,8 @@ int rf_timer_shutdown(rf_timer_t *t, bool run_pending);
 /* rf_timer_pending: timers armed and neither fired nor cancelled (a
  * snapshot, taken under the mutex). 0 for NULL. Thread-safe. */
 size_t rf_timer_pending(rf_timer_t *t);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,15 @@ export PKG_CONFIG_PATH=$libdir
 test -f "$prefix/include/racefree/errors.h"
 test -f "$prefix/include/racefree/racefree.h"
 ls "$prefix"/lib*/libracefree.so* "$prefix"/lib*/libracefree.a >/dev/null
+# Only the public API is exported: no internals (rf__*), no test hooks.
+so=$(ls "$prefix"/lib*/libracefree.so | head -1)
+leaked=$(nm -D --defined-only "$so" | awk '{print $3}' | grep -E '^(rf__|rf_hook_|rf_test_)' || true)
+if [ -n "$leaked" ]; then
+  echo "install test: libracefree.so exports internal symbols:" $leaked >&2
+  exit 1
+fi
+nm -D --defined-only "$so" | awk '{print $3}' | grep -qx rf_once_call
+test ! -e "$prefix/include/racefree/hook.h"
 # shared
 cc -std=c11 -Wall -Werror "$example" $(pkg-config --cflags --libs racefree) -o "$prefix/ex_shared"
 LD_LIBRARY_PATH="$(dirname "$libdir")" "$prefix/ex_shared" | grep -q RF_EINVAL
