@@ -180,6 +180,13 @@ typedef struct sqlite_store {
  * into a savepoint per operation, conn_put leaves it alone. */
 static _Thread_local conn_t *tl_batch;
 static _Thread_local const sqlite_store_t *tl_batch_store;
+/* Operations begun by the running job, and whether its first one is open.
+ * The first operation of a job needs no savepoint of its own: the job's
+ * savepoint marks the same state, so a failed first operation rolls back
+ * to the job's savepoint (which stays open) - two statements saved on the
+ * common job of one operation. */
+static _Thread_local unsigned tl_job_ops;
+static _Thread_local bool tl_first_open;
 
 /* ---------------------------------------------------------- error mapping */
 
@@ -339,6 +346,10 @@ static int exec_simple(conn_t *c, int which) {
  * commits with the batch. Elsewhere BEGIN IMMEDIATE, which may wait for the
  * write lock: counted when this thread is an event loop. */
 static int tx_begin(conn_t *c) {
+  if (c == tl_batch && tl_job_ops++ == 0) {
+    tl_first_open = true;
+    return 0; /* the job's savepoint stands for this operation's */
+  }
   if (c == tl_batch)
     return exec_simple(c, ST_OP_BEGIN);
   rf__store_loop_note();
@@ -347,6 +358,12 @@ static int tx_begin(conn_t *c) {
 
 /* Commit when rc == 0, else roll back; returns the final status. */
 static int tx_end(conn_t *c, int rc) {
+  if (c == tl_batch && tl_first_open) {
+    tl_first_open = false;
+    if (rc != 0 && !sqlite3_get_autocommit(c->db))
+      exec_simple(c, ST_JOB_ROLLBACK); /* undo this operation; the savepoint stays */
+    return rc;
+  }
   if (c == tl_batch) {
     if (rc == 0 && (rc = exec_simple(c, ST_OP_RELEASE)) == 0)
       return 0;
@@ -487,6 +504,8 @@ static int writer_job(sqlite_store_t *s, rf_store_job_t *job) {
     return rc;
   tl_batch = c;
   tl_batch_store = s;
+  tl_job_ops = 0;
+  tl_first_open = false;
   rc = job->work(&s->base, job->arg);
   tl_batch = NULL;
   tl_batch_store = NULL;
