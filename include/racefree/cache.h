@@ -122,6 +122,17 @@ typedef void (*rf_cache_cb)(rf_sf_result_t *res, rf_cache_src_t src, void *cb_ar
 int rf_cache_get_cb(rf_cache_t *c, const char *key, rf_sf_loader fn, void *loader_arg,
                     rf_cache_cb cb, void *cb_arg);
 
+/* rf_cache_peek: the hit path alone, for a caller that must know whether
+ * it will have to wait before it commits to waiting (an event-driven
+ * server answers a hit at once and suspends a connection only on a miss).
+ * Returns 0 with *out a new reference to the result of a fresh entry,
+ * counted as a hit; RF_ENOENT when `key` has no fresh entry -- nothing is
+ * loaded or counted, and a stale entry is not returned, so that the
+ * rf_cache_get / rf_cache_get_cb that follows serves it and starts its
+ * refresh; RF_EINVAL (c, key or out NULL).
+ * Thread-safety: any number of threads. Never blocks. */
+int rf_cache_peek(rf_cache_t *c, const char *key, rf_sf_result_t **out);
+
 /* rf_cache_invalidate: remove `key`'s entry and detach its load in
  * progress, if any: waiters of that load still get its result, but it is
  * not cached, and the next get loads again. Returns 0 if something was

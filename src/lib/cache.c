@@ -212,12 +212,14 @@ static inline rf__rd *rf__rd_enter(void) {
   if (me == NULL && (me = rf__rd_register()) == NULL) {
     return NULL;
   }
-  atomic_store_explicit(&me->epoch, atomic_load_explicit(&rf__epoch, memory_order_acquire),
-                        memory_order_release);
+  uint64_t e = atomic_load_explicit(&rf__epoch, memory_order_acquire);
   if (rf__rd_memb) {
+    atomic_store_explicit(&me->epoch, e, memory_order_release);
     atomic_signal_fence(memory_order_seq_cst); /* the reclaimer's membarrier fences for us */
   } else {
-    atomic_thread_fence(memory_order_seq_cst);
+    /* A seq_cst exchange: the store, then a full barrier before the loads
+     * of the table (cheaper than a separate fence on x86). */
+    (void)atomic_exchange_explicit(&me->epoch, e, memory_order_seq_cst);
   }
   return me;
 }
@@ -242,7 +244,9 @@ static uint64_t rf__rd_oldest(void) {
     }
 #endif
   } else {
-    atomic_thread_fence(memory_order_seq_cst);
+    /* The full barrier that pairs with the readers' exchange: the unlinks
+     * before it, the loads of the slots after. */
+    (void)atomic_fetch_add_explicit(&rf__epoch, 0, memory_order_seq_cst);
   }
   uint64_t min = UINT64_MAX;
   for (rf__rd *r = atomic_load_explicit(&rf__rd_list, memory_order_acquire); r != NULL;
@@ -405,8 +409,9 @@ static bool rf__cache_find(rf__cache_stripe *s, uint64_t hash, const char *key,
     }
     e = atomic_load_explicit(&e->chain, memory_order_acquire);
   }
-  atomic_thread_fence(memory_order_acquire);
-  if (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq) {
+  /* The loads above are acquires: this load cannot move before them, and
+   * if one of them read a grow's (release) store, it sees that grow's seq. */
+  if (atomic_load_explicit(&s->seq, memory_order_acquire) != seq) {
     return false;
   }
   *found = e;
@@ -646,8 +651,8 @@ static void rf__cache_grow(rf_cache_t *c, rf__cache_stripe *s) {
     return;
   }
   unsigned seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+  /* Every store of the move below is a release, ordered after this one. */
   atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
-  atomic_thread_fence(memory_order_release);
   for (size_t i = 0; i < t->n; i++) {
     rf__cache_entry *e = atomic_load_explicit(&t->b[i], memory_order_relaxed);
     while (e != NULL) {
@@ -918,6 +923,18 @@ int rf_cache_get_cb(rf_cache_t *c, const char *key, rf_sf_loader fn, void *loade
     rf__free(req);
   }
   return rc;
+}
+
+int rf_cache_peek(rf_cache_t *c, const char *key, rf_sf_result_t **out) {
+  if (c == NULL || key == NULL || out == NULL) {
+    return RF_EINVAL;
+  }
+  rf_sf_result_t *r = NULL;
+  if (rf__cache_lookup(c, key, rf__hash_str(key), false, true, &r) != RF__LOOK_HIT) {
+    return RF_ENOENT;
+  }
+  *out = r;
+  return 0;
 }
 
 int rf_cache_invalidate(rf_cache_t *c, const char *key) {

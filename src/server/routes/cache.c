@@ -255,6 +255,13 @@ static void get_safe(srv_rq_t *rq) {
   cache_rq_t *st = decode_key(rq);
   if (st == NULL)
     return;
+  /* A fresh hit is answered here, synchronously: suspending and resuming
+   * the connection would cost the hit more than the cache does. */
+  rf_sf_result_t *hit = NULL;
+  if (rf_cache_peek(g_cache, st->key, &hit) == 0) {
+    cache_done(hit, RF_CACHE_HIT, rq);
+    return;
+  }
   srv_rq_suspend(rq); /* before the hand-off: cache_done may run on any thread, even now */
   int rc = rf_cache_get_cb(g_cache, st->key, loader, srv_rq_app(rq), cache_done, rq);
   if (rc != 0)
