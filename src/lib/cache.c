@@ -262,15 +262,19 @@ static uint64_t rf__rd_oldest(void) {
 /* ------------------------------------------------------------ types */
 
 typedef struct rf__cache_entry {
+  /* What a hit reads, first: with a short key, one cache line. */
   _Atomic(struct rf__cache_entry *) chain; /* bucket chain, walked by readers */
-  struct rf__cache_entry *prev;            /* CLOCK ring (writers only) */
-  struct rf__cache_entry *next;            /* ... and the limbo list once retired */
-  uint64_t retired;                        /* epoch tag, once retired */
   uint64_t hash;
   uint64_t expires_ms; /* UINT64_MAX: never */
   rf_sf_result_t *result;
-  atomic_bool ref;        /* CLOCK bit, set by hits */
-  atomic_bool refreshing; /* a stale hit claimed the refresh */
+  /* Writers only. */
+  union {
+    struct rf__cache_entry *prev; /* CLOCK ring, while linked */
+    uint64_t retired;             /* epoch tag, once retired (out of the ring) */
+  } u;
+  struct rf__cache_entry *next; /* CLOCK ring, then the limbo list once retired */
+  atomic_bool ref;              /* CLOCK bit, set by hits */
+  atomic_bool refreshing;       /* a stale hit claimed the refresh */
   char key[];
 } rf__cache_entry;
 
@@ -393,8 +397,8 @@ static uint64_t rf__cache_now(const rf_cache_t *c) {
 /* Finds `key` in stripe s. Called under s->lock, or in a reader section
  * (rf__rd_enter); in the latter case returns false when the walk may have
  * been disturbed by a grow (retry under the lock). */
-static bool rf__cache_find(rf__cache_stripe *s, uint64_t hash, const char *key,
-                           rf__cache_entry **found) {
+static inline __attribute__((always_inline)) bool
+rf__cache_find(rf__cache_stripe *s, uint64_t hash, const char *key, rf__cache_entry **found) {
   unsigned seq = atomic_load_explicit(&s->seq, memory_order_acquire);
   if ((seq & 1u) != 0) {
     return false;
@@ -402,7 +406,6 @@ static bool rf__cache_find(rf__cache_stripe *s, uint64_t hash, const char *key,
   rf__cache_table *t = atomic_load_explicit(&s->table, memory_order_acquire);
   rf__cache_entry *e = atomic_load_explicit(&t->b[hash & (t->n - 1)], memory_order_acquire);
   unsigned hops = 0;
-  RF_HOOK("cache.hit.walk");
   while (e != NULL && (e->hash != hash || strcmp(e->key, key) != 0)) {
     if (++hops > RF__CACHE_MAX_HOPS) {
       return false;
@@ -530,7 +533,7 @@ static rf__cache_table *rf__cache_table_new(size_t n) {
 /* Retiring: the object is unlinked; it is freed by rf__cache_reclaim once
  * no reader can hold it. Caller holds the stripe mutex. */
 static void rf__cache_retire(rf_cache_t *c, rf__cache_entry *e) {
-  e->retired = rf__rd_retire_tag();
+  e->u.retired = rf__rd_retire_tag();
   pthread_mutex_lock(&c->limbo_mu);
   e->next = c->limbo;
   c->limbo = e;
@@ -576,7 +579,7 @@ static void rf__cache_reclaim(rf_cache_t *c, bool all) {
   while (list != NULL) {
     rf__cache_entry *e = list;
     list = e->next;
-    if (e->retired < oldest) {
+    if (e->u.retired < oldest) {
       rf__cache_entry_free(e);
     } else {
       e->next = NULL;
@@ -601,13 +604,13 @@ static void rf__cache_reclaim(rf_cache_t *c, bool all) {
 /* Ring and chain maintenance; caller holds s->lock. */
 static void rf__cache_ring_insert(rf__cache_stripe *s, rf__cache_entry *e) {
   if (s->hand == NULL) {
-    e->next = e->prev = e;
+    e->next = e->u.prev = e;
     s->hand = e;
   } else { /* just behind the hand: the last the hand will reach */
     e->next = s->hand;
-    e->prev = s->hand->prev;
-    s->hand->prev->next = e;
-    s->hand->prev = e;
+    e->u.prev = s->hand->u.prev;
+    s->hand->u.prev->next = e;
+    s->hand->u.prev = e;
   }
 }
 
@@ -631,8 +634,8 @@ static void rf__cache_unlink(rf__cache_stripe *s, rf__cache_entry *e) {
   if (e->next == e) {
     s->hand = NULL;
   } else {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
+    e->u.prev->next = e->next;
+    e->next->u.prev = e->u.prev;
     if (s->hand == e) {
       s->hand = e->next;
     }
@@ -708,12 +711,12 @@ static rf__cache_entry *rf__cache_insert(rf_cache_t *c, rf__cache_entry *fresh, 
     atomic_store_explicit(&fresh->ref, atomic_load_explicit(&e->ref, memory_order_relaxed),
                           memory_order_relaxed);
     if (e->next == e) {
-      fresh->next = fresh->prev = fresh;
+      fresh->next = fresh->u.prev = fresh;
     } else {
       fresh->next = e->next;
-      fresh->prev = e->prev;
-      e->prev->next = fresh;
-      e->next->prev = fresh;
+      fresh->u.prev = e->u.prev;
+      e->u.prev->next = fresh;
+      e->next->u.prev = fresh;
     }
     if (s->hand == e) {
       s->hand = fresh;
@@ -955,7 +958,6 @@ int rf_cache_invalidate(rf_cache_t *c, const char *key) {
   pthread_mutex_unlock(&s->lock);
   bool removed = e != NULL;
   if (removed) {
-    RF_HOOK("cache.invalidate.reclaim");
     rf__cache_reclaim(c, false);
   }
   return forgot || removed ? 0 : RF_ENOENT;
