@@ -5,7 +5,7 @@
  * The key space is split into S stripes (S a power of two, chosen from
  * max_entries, see rf__cache_pick_stripes). Each stripe has a mutex taken by
  * writers only, its own chained hash table (doubling when the load factor
- * passes 1), its own share of max_entries (the shares add up to max_entries
+ * passes 3/4), its own share of max_entries (the shares add up to max_entries
  * exactly, so the total can never pass it) and its own CLOCK ring.
  *
  * Eviction: CLOCK (second chance). Every entry sits on a circular list with
@@ -737,7 +737,7 @@ static rf__cache_entry *rf__cache_insert(rf_cache_t *c, rf__cache_entry *fresh, 
   atomic_store_explicit(head, fresh, memory_order_release); /* publish */
   rf__cache_ring_insert(s, fresh);
   s->count++;
-  if (s->count > t->n) {
+  if (s->count > t->n / 4 * 3) { /* load factor 3/4, as java.util.HashMap */
     rf__cache_grow(c, s);
   }
   pthread_mutex_unlock(&s->lock);
