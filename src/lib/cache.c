@@ -390,6 +390,17 @@ static uint64_t rf__cache_clock_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* rf__hash_str, inlined into the hit path (the same function: singleflight
+ * hashes keys with rf__hash_str and the loader's re-check uses its hash). */
+static inline uint64_t rf__cache_hash(const char *s) {
+  uint64_t h = 14695981039346656037ull;
+  for (; *s != '\0'; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 static uint64_t rf__cache_now(const rf_cache_t *c) {
   return c->ttl_ms != 0 ? rf__cache_clock_ms() : 0;
 }
@@ -423,8 +434,8 @@ rf__cache_find(rf__cache_stripe *s, uint64_t hash, const char *key, rf__cache_en
 
 /* Classifies a found entry; on a hit (fresh, or stale when allowed) takes
  * a reference in *out. e stays alive during this (lock or reader section). */
-static int rf__cache_classify(rf_cache_t *c, rf__cache_entry *e, uint64_t now, bool allow_stale,
-                              rf_sf_result_t **out) {
+static inline int rf__cache_classify(rf_cache_t *c, rf__cache_entry *e, uint64_t now,
+                                     bool allow_stale, rf_sf_result_t **out) {
   int look = RF__LOOK_MISS;
   if (now < e->expires_ms) {
     look = RF__LOOK_HIT;
@@ -449,8 +460,10 @@ static int rf__cache_classify(rf_cache_t *c, rf__cache_entry *e, uint64_t now, b
  * fresh entry, or a stale one when allow_stale, gives a new reference in
  * *out. Counts hits when count is set. RF__LOOK_REFRESH: stale, and this
  * caller claimed the entry's refresh. */
-static int rf__cache_lookup(rf_cache_t *c, const char *key, uint64_t hash, bool allow_stale,
-                            bool count, rf_sf_result_t **out) {
+static inline __attribute__((always_inline)) int rf__cache_lookup(rf_cache_t *c, const char *key,
+                                                                  uint64_t hash, bool allow_stale,
+                                                                  bool count,
+                                                                  rf_sf_result_t **out) {
   rf__cache_stripe *s = rf__cache_stripe_of(c, hash);
   uint64_t now = rf__cache_now(c);
   rf__cache_entry *e = NULL;
@@ -868,7 +881,7 @@ int rf_cache_get(rf_cache_t *c, const char *key, rf_sf_loader fn, void *loader_a
   if (c == NULL || key == NULL || fn == NULL || out == NULL) {
     return RF_EINVAL;
   }
-  uint64_t hash = rf__hash_str(key);
+  uint64_t hash = rf__cache_hash(key);
   rf_sf_result_t *r = NULL;
   int look = rf__cache_lookup(c, key, hash, true, true, &r);
   if (look != RF__LOOK_MISS) {
@@ -903,7 +916,7 @@ int rf_cache_get_cb(rf_cache_t *c, const char *key, rf_sf_loader fn, void *loade
   if (c == NULL || key == NULL || fn == NULL || cb == NULL) {
     return RF_EINVAL;
   }
-  uint64_t hash = rf__hash_str(key);
+  uint64_t hash = rf__cache_hash(key);
   rf_sf_result_t *r = NULL;
   int look = rf__cache_lookup(c, key, hash, true, true, &r);
   if (look != RF__LOOK_MISS) {
@@ -933,7 +946,7 @@ int rf_cache_peek(rf_cache_t *c, const char *key, rf_sf_result_t **out) {
     return RF_EINVAL;
   }
   rf_sf_result_t *r = NULL;
-  if (rf__cache_lookup(c, key, rf__hash_str(key), false, true, &r) != RF__LOOK_HIT) {
+  if (rf__cache_lookup(c, key, rf__cache_hash(key), false, true, &r) != RF__LOOK_HIT) {
     return RF_ENOENT;
   }
   *out = r;
@@ -946,7 +959,7 @@ int rf_cache_invalidate(rf_cache_t *c, const char *key) {
   }
   /* Forget first, then remove: see "Invalidation" above. */
   bool forgot = rf_sf_forget(c->sf, key) == 0;
-  uint64_t hash = rf__hash_str(key);
+  uint64_t hash = rf__cache_hash(key);
   rf__cache_stripe *s = rf__cache_stripe_of(c, hash);
   rf__cache_entry *e = NULL;
   pthread_mutex_lock(&s->lock);
