@@ -15,8 +15,9 @@
  * gets the failure, the next caller loads again.
  *
  * Bounded: never more than max_entries entries. Eviction is CLOCK (second
- * chance) per lock stripe, so a hit only sets a bit and can run under a
- * shared (read) lock; see docs/cache.md. Entries expire ttl_ms after they
+ * chance) per stripe, so a hit only sets a bit: hits take no lock and write
+ * no line shared with other hits (entries removed while a hit may still read
+ * them are freed after it; see docs/cache.md). Entries expire ttl_ms after they
  * were loaded (monotonic clock). With stale_ms > 0, an entry past its TTL
  * but younger than ttl_ms + stale_ms is still returned (as a hit) and the
  * first such hit starts one refresh flight (stale-while-revalidate).
@@ -40,7 +41,7 @@ typedef struct {
   size_t max_entries; /* > 0; at most RF_CACHE_MAX_ENTRIES */
   uint64_t ttl_ms;    /* 0: entries never expire */
   uint64_t stale_ms;  /* 0: no stale-while-revalidate */
-  unsigned stripes;   /* lock stripes, 0: automatic (see docs/cache.md);
+  unsigned stripes;   /* stripes, 0: automatic (see docs/cache.md);
                          rounded down to a power of two, at most 256 and
                          at most max_entries */
 } rf_cache_opts_t;
@@ -85,8 +86,8 @@ void rf_cache_destroy(rf_cache_t *c);
 /* rf_cache_get: the value for `key`, blocking on a miss.
  *
  * Hit (a fresh entry, or a stale one within ttl+stale): *out is a new
- * reference to the cached result, *src = RF_CACHE_HIT; no lock is held
- * exclusively and nothing blocks. The first stale hit of an entry also
+ * reference to the cached result, *src = RF_CACHE_HIT; no lock is taken
+ * and nothing blocks. The first stale hit of an entry also
  * starts its refresh flight on this thread before returning (with a
  * synchronous loader this caller pays for that load; with an asynchronous
  * one it does not wait).
@@ -137,7 +138,9 @@ int rf_cache_peek(rf_cache_t *c, const char *key, rf_sf_result_t **out);
  * progress, if any: waiters of that load still get its result, but it is
  * not cached, and the next get loads again. Returns 0 if something was
  * removed or detached, RF_ENOENT if neither, RF_EINVAL (NULL argument).
- * Thread-safety: any thread. Blocking: takes the stripe lock exclusively. */
+ * Thread-safety: any thread. Blocking: takes the stripe's writer mutex. The
+ * entry (and the cache's reference to its value) is freed at once unless a
+ * hit may still be reading it; then at a later write or rf_cache_destroy. */
 int rf_cache_invalidate(rf_cache_t *c, const char *key);
 
 /* rf_cache_stats: a snapshot of the counters (each exact, the set not
