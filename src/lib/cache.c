@@ -157,8 +157,23 @@ static void rf__rd_thread_exit(void *p) {
   atomic_store_explicit(&me->used, false, memory_order_release);
 }
 
+/* In the child of a fork only the forking thread exists (and it is not in
+ * a read section): every other slot is free, whatever its epoch said, or
+ * a thread caught mid-hit would hold back reclamation in the child for
+ * ever. */
+static void rf__rd_atfork_child(void) {
+  for (rf__rd *r = atomic_load_explicit(&rf__rd_list, memory_order_acquire); r != NULL;
+       r = r->next) {
+    if (r != rf__rd_mine) {
+      atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);
+      atomic_store_explicit(&r->used, false, memory_order_release);
+    }
+  }
+}
+
 static void rf__rd_init(void) {
-  rf__rd_key_ok = pthread_key_create(&rf__rd_key, rf__rd_thread_exit) == 0;
+  rf__rd_key_ok = pthread_key_create(&rf__rd_key, rf__rd_thread_exit) == 0 &&
+                  pthread_atfork(NULL, NULL, rf__rd_atfork_child) == 0;
 #if defined(__linux__) && defined(SYS_membarrier) && !defined(RF__CACHE_TSAN)
   /* ThreadSanitizer builds keep the reader fence: TSan cannot see what a
    * membarrier orders. */

@@ -19,12 +19,15 @@
  *    thread invalidates the key. A naive lock-free map frees the entry at
  *    once: the reader goes on with freed memory. rf_cache retires it and
  *    frees it only once no reader that may hold it is still reading: the
- *    reader gets the value intact, and it is freed at the next write. */
+ *    reader gets the value intact, and it is freed at the next write.
+ * 5. The same reader caught by a fork: the child must not wait for it. */
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "racefree/cache.h"
 #include "rf_test.h"
@@ -365,12 +368,53 @@ static void test_hit_vs_reclaim(void **state) {
   rf_hook_reset();
 }
 
+/* 5. fork while another thread is inside a hit: the child has no such
+ * thread, and its reader slot must not hold back reclamation there. The
+ * child invalidates two keys and checks that both values are freed. */
+static void test_fork_during_hit(void **state) {
+  (void)state;
+  rf_hook_reset();
+  rf_cache_t *c = NULL;
+  rf_cache_opts_t o = {100, 60000, 0, 1};
+  assert_int_equal(rf_cache_create(&c, &o), 0);
+  atomic_store(&frees4, 0);
+  rf_sf_result_t *r = NULL;
+  assert_int_equal(rf_cache_get(c, "k", loader4, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r);
+  assert_int_equal(rf_cache_get(c, "x", loader4, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r);
+  caller ca = {c, -1, RF_CACHE_MISS, NULL};
+  assert_int_equal(rf_hook_arm("cache.hit.found", 1), 0);
+  pthread_t a = rf_test_spawn(hit4_thread, &ca);
+  RF_ASSERT_PARKED("cache.hit.found", 1);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) { /* the child: only this thread; exit status = frees seen */
+    rf_cache_invalidate(c, "k");
+    rf_cache_invalidate(c, "x");
+    _exit(atomic_load(&frees4));
+  }
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 2); /* both freed in the child */
+  rf_hook_release("cache.hit.found", 1);
+  rf_test_join(a);
+  assert_int_equal(ca.rc, 0);
+  assert_int_equal(value_of(ca.res), 'k');
+  rf_sf_result_release(ca.res);
+  rf_cache_destroy(c);
+  assert_int_equal(atomic_load(&frees4), 2);
+  rf_hook_reset();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_then_act),
       cmocka_unit_test(test_gap_between_cache_and_flight),
       cmocka_unit_test(test_invalidate_during_load),
       cmocka_unit_test(test_hit_vs_reclaim),
+      cmocka_unit_test(test_fork_during_hit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
