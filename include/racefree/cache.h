@@ -87,7 +87,8 @@ void rf_cache_destroy(rf_cache_t *c);
  *
  * Hit (a fresh entry, or a stale one within ttl+stale): *out is a new
  * reference to the cached result, *src = RF_CACHE_HIT; no lock is taken
- * and nothing blocks. The first stale hit of an entry also
+ * (but for the stripe's mutex in the rare lookup that overlapped a table
+ * doubling) and nothing waits for another hit. The first stale hit of an entry also
  * starts its refresh flight on this thread before returning (with a
  * synchronous loader this caller pays for that load; with an asynchronous
  * one it does not wait).
