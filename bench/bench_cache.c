@@ -237,6 +237,10 @@ int main(void) {
          s1 / 1e6, d1 / 1e6, s1 / d1, b[4], b[5]);
   printf("\nA 2-thread row contends only as much as its threads overlapped: \"CPUs busy\" "
          "well below 2\nmeans the machine was shared and the threads mostly took turns.\n");
+  printf("Scaling 1 -> 2 threads (hits per CPU-second of both threads / of one): "
+         "rf_cache_get %.2fx, mutex map %.2fx; it says something about contention only "
+         "when the 2-thread row kept ~2 CPUs busy (target for rf_cache_get: >= 1.6x).\n",
+         2 * c2 / c1, 2 * r2 / r1);
   printf("\nHit path per get: %.0f ns (1 thread), %.0f ns (2 threads); singleflight "
          "overhead per call: %.0f ns.\n",
          1e9 / c1, 1e9 / c2, 1e9 / s1 - 1e9 / d1);

@@ -16,8 +16,9 @@
  * gets the failure, the next caller loads again.
  *
  * Bounded: never more than max_entries entries. Eviction is CLOCK (second
- * chance) per lock stripe, so a hit only sets a bit and can run under a
- * shared (read) lock; see docs/cache.md. Entries expire ttl_ms after they
+ * chance) per stripe, so a hit only sets a bit: hits take no lock and write
+ * no line shared with other hits (entries removed while a hit may still read
+ * them are freed after it; see docs/cache.md). Entries expire ttl_ms after they
  * were loaded (monotonic clock). With stale_ms > 0, an entry past its TTL
  * but younger than ttl_ms + stale_ms is still returned (as a hit) and the
  * first such hit starts one refresh flight (stale-while-revalidate).
@@ -45,7 +46,7 @@ typedef struct {
   size_t max_entries; /* > 0; at most RF_CACHE_MAX_ENTRIES */
   uint64_t ttl_ms;    /* 0: entries never expire */
   uint64_t stale_ms;  /* 0: no stale-while-revalidate */
-  unsigned stripes;   /* lock stripes, 0: automatic (see docs/cache.md);
+  unsigned stripes;   /* stripes, 0: automatic (see docs/cache.md);
                          rounded down to a power of two, at most 256 and
                          at most max_entries */
 } rf_cache_opts_t;
@@ -90,8 +91,9 @@ void rf_cache_destroy(rf_cache_t *c);
 /* rf_cache_get: the value for `key`, blocking on a miss.
  *
  * Hit (a fresh entry, or a stale one within ttl+stale): *out is a new
- * reference to the cached result, *src = RF_CACHE_HIT; no lock is held
- * exclusively and nothing blocks. The first stale hit of an entry also
+ * reference to the cached result, *src = RF_CACHE_HIT; no lock is taken
+ * (but for the stripe's mutex in the rare lookup that overlapped a table
+ * doubling) and nothing waits for another hit. The first stale hit of an entry also
  * starts its refresh flight on this thread before returning (with a
  * synchronous loader this caller pays for that load; with an asynchronous
  * one it does not wait).
@@ -127,11 +129,24 @@ typedef void (*rf_cache_cb)(rf_sf_result_t *res, rf_cache_src_t src, void *cb_ar
 int rf_cache_get_cb(rf_cache_t *c, const char *key, rf_sf_loader fn, void *loader_arg,
                     rf_cache_cb cb, void *cb_arg);
 
+/* rf_cache_peek: the hit path alone, for a caller that must know whether
+ * it will have to wait before it commits to waiting (an event-driven
+ * server answers a hit at once and suspends a connection only on a miss).
+ * Returns 0 with *out a new reference to the result of a fresh entry,
+ * counted as a hit; RF_ENOENT when `key` has no fresh entry -- nothing is
+ * loaded or counted, and a stale entry is not returned, so that the
+ * rf_cache_get / rf_cache_get_cb that follows serves it and starts its
+ * refresh; RF_EINVAL (c, key or out NULL).
+ * Thread-safety: any number of threads. Never blocks. */
+int rf_cache_peek(rf_cache_t *c, const char *key, rf_sf_result_t **out);
+
 /* rf_cache_invalidate: remove `key`'s entry and detach its load in
  * progress, if any: waiters of that load still get its result, but it is
  * not cached, and the next get loads again. Returns 0 if something was
  * removed or detached, RF_ENOENT if neither, RF_EINVAL (NULL argument).
- * Thread-safety: any thread. Blocking: takes the stripe lock exclusively. */
+ * Thread-safety: any thread. Blocking: takes the stripe's writer mutex. The
+ * entry (and the cache's reference to its value) is freed at once unless a
+ * hit may still be reading it; then at a later write or rf_cache_destroy. */
 int rf_cache_invalidate(rf_cache_t *c, const char *key);
 
 /* rf_cache_stats: a snapshot of the counters (each exact, the set not

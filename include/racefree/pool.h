@@ -31,6 +31,7 @@
 #ifndef RACEFREE_POOL_H
 #define RACEFREE_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,11 +57,18 @@ typedef struct rf_pool rf_pool_t;
  *   setpriority(PRIO_PROCESS, gettid(), nice) (on Linux the nice value is
  *   per thread), so CPU work yields to the request threads. The value is
  *   absolute; a failure (e.g. the thread already runs at a higher nice and
- *   may not lower it) is ignored and counted in rf_pool_stats_t.nice_failed. */
+ *   may not lower it) is ignored and counted in rf_pool_stats_t.nice_failed.
+ * sched_idle: true = each worker switches itself to the SCHED_IDLE policy (Linux):
+ *   it gets a CPU only when no normal thread wants one, so a request thread
+ *   that wakes up preempts it at once (a nice value only lowers the
+ *   worker's share: woken request threads still wait behind it for up to a
+ *   scheduler slice). If the switch is refused, the worker falls back to
+ *   `nice`; counted in rf_pool_stats_t.sched_idle_failed. */
 typedef struct {
   unsigned threads;
   size_t queue_capacity;
-  int nice; /* >0: workers run at lower priority (setpriority per thread) */
+  int nice;        /* >0: workers run at lower priority (setpriority per thread) */
+  bool sched_idle; /* workers run under SCHED_IDLE (falling back to nice) */
 } rf_pool_opts_t;
 
 typedef void (*rf_task_fn)(void *arg);
@@ -79,8 +87,9 @@ typedef struct {
   unsigned busy;
   unsigned threads;
   uint64_t completed, rejected, canceled;
-  size_t capacity;      /* queue_capacity */
-  unsigned nice_failed; /* workers whose setpriority failed */
+  size_t capacity;            /* queue_capacity */
+  unsigned nice_failed;       /* workers whose setpriority failed */
+  unsigned sched_idle_failed; /* workers refused SCHED_IDLE (they fell back to nice) */
 } rf_pool_stats_t;
 
 /* rf_pool_create: allocate the queue and start the workers. *out written on

@@ -22,7 +22,7 @@
  * Statistics are read without mu (a /metrics scrape must not contend with
  * submitters). `queued` and `busy` are written only under mu but stored in
  * atomics so that the lock-free read is not a data race; `completed`,
- * `rejected`, `canceled`, `nice_failed` are pure event counters. All use
+ * `rejected`, `canceled`, `nice_failed`, `sched_idle_failed` are pure event counters. All use
  * memory_order_relaxed: they order nothing else, each is a monotonic count
  * or a gauge whose single-field value is all a reader gets (documented as
  * not a consistent cut). A thread that has synchronised with the completion
@@ -40,6 +40,7 @@
 #include "racefree/pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/resource.h>
@@ -75,10 +76,12 @@ struct rf_pool {
   unsigned nthreads;
   pthread_t *threads;
   int nice;
+  bool sched_idle;
   atomic_size_t queued;
   atomic_uint busy;
   atomic_uint_fast64_t completed, rejected, canceled;
   atomic_uint nice_failed;
+  atomic_uint sched_idle_failed;
 };
 
 /* The pool whose worker the current thread is (NULL elsewhere): shutdown
@@ -150,7 +153,18 @@ static rf__task rf__pool_pop(rf_pool_t *p) {
   return t;
 }
 
-static void rf__pool_set_nice(rf_pool_t *p) {
+/* SCHED_IDLE when asked (only this thread: pthread_setschedparam on
+ * Linux changes the calling thread's policy), else, or if refused, nice. */
+static void rf__pool_set_priority(rf_pool_t *p) {
+  if (p->sched_idle) {
+#ifdef SCHED_IDLE
+    struct sched_param sp = {.sched_priority = 0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0) {
+      return;
+    }
+#endif
+    atomic_fetch_add_explicit(&p->sched_idle_failed, 1, memory_order_relaxed);
+  }
   if (p->nice > 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), p->nice) != 0) {
     atomic_fetch_add_explicit(&p->nice_failed, 1, memory_order_relaxed);
   }
@@ -159,7 +173,7 @@ static void rf__pool_set_nice(rf_pool_t *p) {
 static void *rf__pool_worker(void *arg) {
   rf_pool_t *p = arg;
   rf__pool_current = p;
-  rf__pool_set_nice(p);
+  rf__pool_set_priority(p);
   pthread_mutex_lock(&p->mu);
   for (;;) {
     if (p->state == RF__P_CANCELING) {
@@ -226,6 +240,7 @@ int rf_pool_create(rf_pool_t **out, const rf_pool_opts_t *opts) {
   p->cap = opts->queue_capacity;
   p->nthreads = opts->threads;
   p->nice = opts->nice;
+  p->sched_idle = opts->sched_idle;
   p->state = RF__P_RUNNING;
   if (pthread_mutex_init(&p->mu, NULL) != 0) {
     goto fail;
@@ -383,4 +398,5 @@ void rf_pool_stats(rf_pool_t *p, rf_pool_stats_t *out) {
   out->canceled = atomic_load_explicit(&p->canceled, memory_order_relaxed);
   out->capacity = p->cap;
   out->nice_failed = atomic_load_explicit(&p->nice_failed, memory_order_relaxed);
+  out->sched_idle_failed = atomic_load_explicit(&p->sched_idle_failed, memory_order_relaxed);
 }

@@ -118,8 +118,10 @@ int srv_app_open(srv_app_t *app, const srv_options_t *opts, srv_shared_t *shared
     snprintf(err, errlen, "cannot start the timer thread: %s", rf_strerror(rc));
     goto fail;
   }
-  rf_pool_opts_t po = {
-      .threads = (unsigned)opts->pool_size, .queue_capacity = (size_t)opts->pool_queue, .nice = 10};
+  rf_pool_opts_t po = {.threads = (unsigned)opts->pool_size,
+                       .queue_capacity = (size_t)opts->pool_queue,
+                       .nice = 10,
+                       .sched_idle = opts->pool_priority == SRV_POOL_IDLE};
   rc = rf_pool_create(&app->pool, &po);
   if (rc != 0) {
     snprintf(err, errlen, "cannot start the worker pool: %s", rf_strerror(rc));

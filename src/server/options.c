@@ -39,6 +39,7 @@ typedef struct opt_def {
 
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const pool_priorities[] = {"idle", "nice", NULL};
 
 static int check_db(const char *v, char *why, size_t whylen) {
   if (strncmp(v, "sqlite:", 7) == 0 && v[7] != '\0')
@@ -91,6 +92,10 @@ static const opt_def_t opt_table[] = {
      "CPU worker pool threads per process (0: number of cores)"},
     {"pool-queue", OPT_UINT, OFF(pool_queue), 0, 1, 1000000, NULL, NULL, "64", "N",
      "CPU worker pool queue capacity"},
+    {"pool-priority", OPT_ENUM, OFF(pool_priority), 0, 0, 0, pool_priorities, NULL, "idle",
+     "idle|nice",
+     "CPU pool workers: SCHED_IDLE (run only on a CPU nothing else wants; nice 10 if refused) or "
+     "nice 10"},
     {"job-workers", OPT_UINT, OFF(job_workers), 0, 0, 64, NULL, NULL, "2", "N",
      "background job workers"},
     {"app-config", OPT_STR, OFF(app_config), SZ(app_config), 0, 0, NULL, check_nonempty,

@@ -30,6 +30,7 @@
 #define SRV_PATH_MAX 1024
 
 typedef enum { SRV_LOG_TEXT = 0, SRV_LOG_JSON = 1 } srv_log_format_t;
+typedef enum { SRV_POOL_IDLE = 0, SRV_POOL_NICE = 1 } srv_pool_priority_t;
 typedef enum {
   SRV_LOG_DEBUG = 0,
   SRV_LOG_INFO = 1,
@@ -46,6 +47,7 @@ typedef struct srv_options {
   uint64_t threads;              /* HTTP threads per process; 0 = number of cores */
   uint64_t pool_size;            /* CPU worker pool threads; 0 = number of cores */
   uint64_t pool_queue;           /* CPU worker pool queue capacity */
+  int pool_priority;             /* srv_pool_priority_t */
   uint64_t job_workers;          /* background job workers */
   char app_config[SRV_PATH_MAX]; /* the JSON file GET /config serves */
   uint64_t upstream_latency_ms;  /* simulated upstream (cache loader, reports, config) */

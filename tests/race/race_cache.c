@@ -13,12 +13,21 @@
  *    singleflight finds no flight and loads again. rf_cache inserts before
  *    the flight leaves the table and re-checks: B gets A's value as a hit.
  * 3. Invalidation during a load: a naive cache stores the value loaded
- *    before the invalidation, which then survives it. rf_cache does not. */
+ *    before the invalidation, which then survives it. rf_cache does not.
+ * 4. A lock-free hit against the removal of its entry: a reader has found
+ *    the entry and is about to take a reference on its value when another
+ *    thread invalidates the key. A naive lock-free map frees the entry at
+ *    once: the reader goes on with freed memory. rf_cache retires it and
+ *    frees it only once no reader that may hold it is still reading: the
+ *    reader gets the value intact, and it is freed at the next write.
+ * 5. The same reader caught by a fork: the child must not wait for it. */
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "racefree/cache.h"
 #include "rf_test.h"
@@ -269,11 +278,143 @@ static void test_invalidate_during_load(void **state) {
   rf_hook_reset();
 }
 
+/* Twin 4: a lock-free lookup with immediate reclamation. "freed" stands
+ * for free(): setting it instead keeps the twin's bug out of ASan's way. */
+typedef struct {
+  atomic_int freed;
+  int value;
+} naive4_entry;
+
+static naive4_entry n4_slot;
+static _Atomic(naive4_entry *) n4_map = NULL;
+
+static void *naive4_reader(void *arg) {
+  (void)arg;
+  naive4_entry *e = atomic_load(&n4_map); /* found */
+  RF_HOOK("cache.naive4.found");
+  return (void *)(intptr_t)atomic_load(&e->freed); /* then "retain" */
+}
+
+static atomic_int frees4;
+
+static void free4(void *p) {
+  free(p);
+  atomic_fetch_add(&frees4, 1);
+}
+
+static void loader4(rf_sf_call_t *call, const char *key, void *arg) {
+  (void)arg;
+  int *v = malloc(sizeof(*v));
+  *v = key[0];
+  assert_int_equal(rf_sf_complete(call, 0, v, sizeof(*v), free4), 0);
+}
+
+static void *hit4_thread(void *p) {
+  caller *c = p;
+  c->rc = rf_cache_get(c->c, "k", loader4, NULL, -1, &c->res, &c->src);
+  return NULL;
+}
+
+static void test_hit_vs_reclaim(void **state) {
+  (void)state;
+  rf_hook_reset();
+
+  /* Naive: the reader resumes on an entry that was freed under it. */
+  atomic_store(&n4_slot.freed, 0);
+  n4_slot.value = 1;
+  atomic_store(&n4_map, &n4_slot);
+  assert_int_equal(rf_hook_arm("cache.naive4.found", 1), 0);
+  pthread_t a = rf_test_spawn(naive4_reader, NULL);
+  RF_ASSERT_PARKED("cache.naive4.found", 1);
+  atomic_store(&n4_map, NULL);     /* invalidate ... */
+  atomic_store(&n4_slot.freed, 1); /* ... and free at once */
+  rf_hook_release("cache.naive4.found", 1);
+  assert_int_equal((int)(intptr_t)rf_test_join(a), 1); /* use after free, reproduced */
+
+  /* Ours: the same interleaving at "cache.hit.found". */
+  rf_cache_t *c = NULL;
+  rf_cache_opts_t o = {100, 60000, 0, 1};
+  assert_int_equal(rf_cache_create(&c, &o), 0);
+  atomic_store(&frees4, 0);
+  rf_sf_result_t *r = NULL;
+  assert_int_equal(rf_cache_get(c, "k", loader4, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r); /* the cache holds k's only reference */
+  assert_int_equal(rf_cache_get(c, "x", loader4, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r);
+  caller ca = {c, -1, RF_CACHE_MISS, NULL};
+  assert_int_equal(rf_hook_arm("cache.hit.found", 1), 0);
+  a = rf_test_spawn(hit4_thread, &ca);
+  RF_ASSERT_PARKED("cache.hit.found", 1); /* k found, no reference taken yet */
+  assert_int_equal(rf_cache_invalidate(c, "k"), 0);
+  assert_int_equal(rf_cache_invalidate(c, "x"), 0); /* another write, another reclaim */
+  assert_int_equal(atomic_load(&frees4), 0);        /* nothing freed under the reader */
+  rf_hook_release("cache.hit.found", 1);
+  rf_test_join(a);
+  assert_int_equal(ca.rc, 0);
+  assert_int_equal(ca.src, RF_CACHE_HIT);
+  assert_int_equal(value_of(ca.res), 'k'); /* intact */
+  rf_sf_result_release(ca.res);
+  /* The reader has left: the next write's reclaim frees both retired
+   * entries (their values had no other reference left). */
+  assert_int_equal(rf_cache_get(c, "y", loader4, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r);
+  assert_int_equal(rf_cache_invalidate(c, "y"), 0);
+  assert_int_equal(atomic_load(&frees4), 3);
+  rf_cache_stats_t st;
+  rf_cache_stats(c, &st);
+  assert_int_equal(st.entries, 0);
+  assert_int_equal(st.hits, 1);
+  rf_cache_destroy(c);
+  rf_hook_reset();
+}
+
+/* 5. fork while another thread is inside a hit: the child has no such
+ * thread, and its reader slot must not hold back reclamation there. The
+ * child invalidates two keys and checks that both values are freed. */
+static void test_fork_during_hit(void **state) {
+  (void)state;
+  rf_hook_reset();
+  rf_cache_t *c = NULL;
+  rf_cache_opts_t o = {100, 60000, 0, 1};
+  assert_int_equal(rf_cache_create(&c, &o), 0);
+  atomic_store(&frees4, 0);
+  rf_sf_result_t *r = NULL;
+  assert_int_equal(rf_cache_get(c, "k", loader4, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r);
+  assert_int_equal(rf_cache_get(c, "x", loader4, NULL, -1, &r, NULL), 0);
+  rf_sf_result_release(r);
+  caller ca = {c, -1, RF_CACHE_MISS, NULL};
+  assert_int_equal(rf_hook_arm("cache.hit.found", 1), 0);
+  pthread_t a = rf_test_spawn(hit4_thread, &ca);
+  RF_ASSERT_PARKED("cache.hit.found", 1);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) { /* the child: only this thread; exit status = frees seen */
+    rf_cache_invalidate(c, "k");
+    rf_cache_invalidate(c, "x");
+    _exit(atomic_load(&frees4));
+  }
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 2); /* both freed in the child */
+  rf_hook_release("cache.hit.found", 1);
+  rf_test_join(a);
+  assert_int_equal(ca.rc, 0);
+  assert_int_equal(value_of(ca.res), 'k');
+  rf_sf_result_release(ca.res);
+  rf_cache_destroy(c);
+  assert_int_equal(atomic_load(&frees4), 2);
+  rf_hook_reset();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_check_then_act),
       cmocka_unit_test(test_gap_between_cache_and_flight),
       cmocka_unit_test(test_invalidate_during_load),
+      cmocka_unit_test(test_hit_vs_reclaim),
+      cmocka_unit_test(test_fork_during_hit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,6 +131,35 @@ static void test_stale_while_revalidate(void **state) {
   rf_cache_destroy(c);
 }
 
+/* rf_cache_peek: fresh entries only, counted as hits; a miss or a stale
+ * entry is RF_ENOENT, loads nothing and counts nothing. */
+static void test_peek(void **state) {
+  (void)state;
+  loader_ctx l = {0};
+  rf_cache_t *c = make(100, 40, 10000, 0);
+  rf_sf_result_t *r = NULL;
+  assert_int_equal(rf_cache_peek(c, "a", &r), RF_ENOENT);
+  assert_null(r);
+  expect_get(c, "a", &l, RF_CACHE_MISS, "a:1");
+  assert_int_equal(rf_cache_peek(c, "a", &r), 0);
+  assert_string_equal(rf_sf_result_value(r, NULL), "a:1");
+  rf_sf_result_release(r);
+  r = NULL;
+  expect_stats(c, 1, 1, 0, 1, 0, 0, 1);
+  rf_test_sleep_ms(60);
+  assert_int_equal(rf_cache_peek(c, "a", &r), RF_ENOENT); /* stale: left to get */
+  assert_null(r);
+  expect_stats(c, 1, 1, 0, 1, 0, 0, 1);
+  expect_get(c, "a", &l, RF_CACHE_HIT, "a:1"); /* the stale hit refreshes */
+  assert_int_equal(rf_cache_peek(c, "a", &r), 0);
+  assert_string_equal(rf_sf_result_value(r, NULL), "a:2");
+  rf_sf_result_release(r);
+  assert_int_equal(rf_cache_peek(NULL, "a", &r), RF_EINVAL);
+  assert_int_equal(rf_cache_peek(c, NULL, &r), RF_EINVAL);
+  assert_int_equal(rf_cache_peek(c, "a", NULL), RF_EINVAL);
+  rf_cache_destroy(c);
+}
+
 static void test_failed_refresh(void **state) {
   (void)state;
   loader_ctx l = {0};
@@ -448,6 +477,7 @@ int main(void) {
       cmocka_unit_test(test_hit_miss_stats),
       cmocka_unit_test(test_ttl_expiry),
       cmocka_unit_test(test_stale_while_revalidate),
+      cmocka_unit_test(test_peek),
       cmocka_unit_test(test_failed_refresh),
       cmocka_unit_test(test_clock_eviction),
       cmocka_unit_test(test_bound_never_exceeded),

@@ -1,6 +1,7 @@
 /* test_pool.c - worker pool: completion, back-pressure, futures, shutdown
  * modes, nice, bad input, allocation failure. Workers are held still with
  * the hook "pool.worker.before_run" (never with sleeps). */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -330,6 +331,44 @@ static void test_nice_per_worker(void **state) {
   rf_pool_destroy(p);
 }
 
+static void policy_fn(void *arg) {
+  int *out = arg;
+  *out = sched_getscheduler(0); /* 0: the calling thread, on Linux */
+}
+
+/* sched_idle: the worker runs under SCHED_IDLE (or, refused, at its nice
+ * value, counted); the creating thread keeps its policy. */
+static void test_sched_idle_per_worker(void **state) {
+  (void)state;
+  int self_before = sched_getscheduler(0);
+  rf_pool_t *p = NULL;
+  rf_pool_opts_t o = {.threads = 1, .queue_capacity = 4, .nice = 13, .sched_idle = true};
+  assert_int_equal(rf_pool_create(&p, &o), 0);
+  int policy = -99;
+  int prio = -99;
+  rf_future_t *f;
+  assert_int_equal(rf_pool_submit_future(p, policy_fn, &policy, &f), 0);
+  assert_int_equal(rf_future_wait(f, 5000, NULL), 0);
+  rf_future_release(f);
+  assert_int_equal(rf_pool_submit_future(p, nice_fn, &prio, &f), 0);
+  assert_int_equal(rf_future_wait(f, 5000, NULL), 0);
+  rf_future_release(f);
+  rf_pool_stats_t st;
+  rf_pool_stats(p, &st);
+  if (st.sched_idle_failed == 0) {
+    assert_int_equal(policy, SCHED_IDLE);
+    assert_int_equal(st.nice_failed, 0);
+  } else { /* refused here: the nice fallback applies */
+    assert_int_equal(st.sched_idle_failed, 1);
+    assert_int_equal(policy, self_before);
+    if (st.nice_failed == 0) {
+      assert_int_equal(prio, 13);
+    }
+  }
+  assert_int_equal(sched_getscheduler(0), self_before);
+  rf_pool_destroy(p);
+}
+
 /* ---------------------------------------------------- allocation failure */
 
 static void alloc_scenario(void) {
@@ -399,6 +438,7 @@ int main(void) {
       cmocka_unit_test(test_from_inside_a_task),
       cmocka_unit_test(test_use_after_shutdown),
       cmocka_unit_test(test_nice_per_worker),
+      cmocka_unit_test(test_sched_idle_per_worker),
       cmocka_unit_test(test_alloc_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

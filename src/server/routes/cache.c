@@ -99,7 +99,21 @@ static void reply_value(srv_rq_t *rq, const char *key, int status, const char *v
     return;
   }
   srv_rq_header(rq, "X-Cache", src);
-  srv_rq_reply_json(rq, 200, json_pack("{s:s,s:s?}", "key", key, "value", value));
+  /* The common answer is written directly: the key is an id (A-Z a-z 0-9
+   * . _ : -) and a value of printable ASCII without '"' or '\\' needs no
+   * escaping. Anything else goes through jansson, which escapes and checks
+   * UTF-8. */
+  char body[512];
+  int n = -1;
+  bool plain = value != NULL;
+  for (const unsigned char *p = (const unsigned char *)value; plain && *p; p++)
+    plain = *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+  if (plain)
+    n = snprintf(body, sizeof body, "{\"key\":\"%s\",\"value\":\"%s\"}", key, value);
+  if (n > 0 && (size_t)n < sizeof body)
+    srv_rq_reply_raw(rq, 200, "application/json", body, (size_t)n);
+  else
+    srv_rq_reply_json(rq, 200, json_pack("{s:s,s:s?}", "key", key, "value", value));
 }
 
 typedef struct {
@@ -256,6 +270,13 @@ static void get_safe(srv_rq_t *rq) {
   cache_rq_t *st = decode_key(rq);
   if (st == NULL)
     return;
+  /* A fresh hit is answered here, synchronously: suspending and resuming
+   * the connection would cost the hit more than the cache does. */
+  rf_sf_result_t *hit = NULL;
+  if (rf_cache_peek(g_cache, st->key, &hit) == 0) {
+    cache_done(hit, RF_CACHE_HIT, rq);
+    return;
+  }
   srv_rq_suspend(rq); /* before the hand-off: cache_done may run on any thread, even now */
   int rc = rf_cache_get_cb(g_cache, st->key, loader, srv_rq_app(rq), cache_done, rq);
   if (rc != 0)
