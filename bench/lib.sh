@@ -24,6 +24,7 @@ wrk_run() {
   local total non2xx
   total=$(echo "$out" | awk '/requests in/ {print $1}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  if [ -n "$non2xx" ]; then echo "bench: wrk $*: $non2xx non-2xx answers" >&2; fi
   echo "${rps:-0} ${p99:-0} ${total:-0} ${non2xx:-0}"
 }
 

@@ -16,6 +16,7 @@
 # Prints one markdown section; takes about 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh # now_ms, free_port, wrk_run, ratio
 build=${BUILD:-build/release}
 racefreed=$build/src/server/racefreed
 purchase_floor=$build/bench/bench_sqlite_purchase
@@ -39,11 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # VmRSS in MiB of a process and its descendants (worker processes).
 rss_mib() {
@@ -61,23 +58,7 @@ rss_mib() {
   awk -v kb="$total" 'BEGIN {printf "%.1f", kb / 1024}'
 }
 
-# wrk's Requests/sec, 99th percentile (ms), responses and non-2xx responses
-# as "RPS P99 TOTAL NON2XX".
-wrk_run() {
-  local out
-  out=$(wrk --latency "$@" 2>&1)
-  local rps p99
-  rps=$(echo "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+/, "", v);
-          if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.2f", v}')
-  local total non2xx
-  total=$(echo "$out" | awk '/requests in/ {print $1}')
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  if [ -n "$non2xx" ]; then echo "bench: wrk $*: $non2xx non-2xx answers" >&2; fi
-  echo "${rps:-0} ${p99:-0} ${total:-0} ${non2xx:-0}"
-}
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
 
 # ---------------------------------------------------------------- racefreed
 # --db-latency-ms 0: the simulated work between a read and its write exists

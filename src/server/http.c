@@ -253,6 +253,18 @@ void srv_rq_after(srv_rq_t *rq, uint64_t ms, unsigned next_stage) {
 
 /* ------------------------------------------------------------ the store */
 
+/* srv_rq_store / srv_rq_offload could not hand the work over: continue at
+ * next_stage with the reason as the work's result (RF_EBUSY: a full queue,
+ * answered 503 + Retry-After; RF_ESHUTDOWN). */
+static void not_handed_over(srv_rq_t *rq, int rc, unsigned next_stage) {
+  atomic_fetch_sub(&rq->app->store_jobs, 1);
+  rq->store_rc = rc == RF_ESTATE ? RF_ESHUTDOWN : rc;
+  if (rq->suspended)
+    srv_rq_wake(rq, next_stage);
+  else
+    rq->again = true;
+}
+
 static int store_work(rf_store_t *s, void *arg) {
   srv_rq_t *rq = arg;
   return rq->store_fn(s, rq->mem);
@@ -287,14 +299,7 @@ void srv_rq_store(srv_rq_t *rq, unsigned mode, srv_store_fn fn, unsigned next_st
     if (rc == 0)
       return;
   }
-  atomic_fetch_sub(&app->store_jobs, 1);
-  /* Not handed over: continue at next_stage with the reason as the work's
-   * result (RF_EBUSY: the queue is full, answered 503 + Retry-After). */
-  rq->store_rc = rc == RF_ESTATE ? RF_ESHUTDOWN : rc;
-  if (rq->suspended)
-    srv_rq_wake(rq, next_stage);
-  else
-    rq->again = true;
+  not_handed_over(rq, rc, next_stage);
 }
 
 int srv_rq_store_rc(const srv_rq_t *rq) {
@@ -328,12 +333,7 @@ void srv_rq_offload(srv_rq_t *rq, srv_offload_fn fn, unsigned next_stage) {
     if (rc == 0)
       return;
   }
-  atomic_fetch_sub(&app->store_jobs, 1);
-  rq->store_rc = rc == RF_ESTATE ? RF_ESHUTDOWN : rc;
-  if (rq->suspended)
-    srv_rq_wake(rq, next_stage);
-  else
-    rq->again = true;
+  not_handed_over(rq, rc, next_stage);
 }
 
 /* ------------------------------------------------------------ replies */
