@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "store.h"
 
@@ -65,6 +66,10 @@ int rf__exec_set_batch_limits(rf__exec_t *e, unsigned max_jobs, unsigned max_ms)
 unsigned rf__exec_batch_ms(const rf__exec_t *e); /* the current time bound */
 /* Runs what is queued, joins the threads, frees. NULL is a no-op. */
 void rf__exec_stop(rf__exec_t *e);
+
+/* The calling process's pid, without a system call (refreshed after fork
+ * by a pthread_atfork handler). */
+pid_t rf__store_pid(void);
 
 /* Count a wait on the database if this thread is marked as an event loop
  * (rf_store_loop_thread). Backends call it where a call would block. */

@@ -118,7 +118,7 @@ int rf__exec_start(rf__exec_t **out, rf_store_t *store, unsigned threads, rf__ex
   e->store = store;
   e->batch = batch;
   e->ctx = ctx;
-  e->pid = getpid();
+  e->pid = rf__store_pid();
   atomic_init(&e->batch_max, RF_STORE_BATCH_MAX);
   atomic_init(&e->batch_ms, RF_STORE_BATCH_MS);
   pthread_mutex_init(&e->mu, NULL);
@@ -140,7 +140,7 @@ int rf__exec_start(rf__exec_t **out, rf_store_t *store, unsigned threads, rf__ex
 int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job) {
   if (e == NULL || job == NULL || job->work == NULL || job->done == NULL)
     return RF_EINVAL;
-  if (getpid() != e->pid)
+  if (rf__store_pid() != e->pid)
     return RF_ESTATE;
   job->flags = flags;
   job->rc = 0;
@@ -167,7 +167,7 @@ int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job) {
 }
 
 void rf__exec_drain(rf__exec_t *e) {
-  if (e == NULL || getpid() != e->pid)
+  if (e == NULL || rf__store_pid() != e->pid)
     return;
   pthread_mutex_lock(&e->mu);
   while (e->pending > 0)
@@ -204,7 +204,7 @@ void rf__exec_stats(const rf__exec_t *e, uint64_t *batches, uint64_t *jobs) {
 void rf__exec_stop(rf__exec_t *e) {
   if (e == NULL)
     return;
-  if (getpid() != e->pid) {
+  if (rf__store_pid() != e->pid) {
     /* A forked child: the threads do not exist here, and the condition
      * variables still count the parent's waiters (destroying them would
      * wait for those forever). Only the memory is ours. */
@@ -221,6 +221,30 @@ void rf__exec_stop(rf__exec_t *e) {
   pthread_cond_destroy(&e->work);
   pthread_mutex_destroy(&e->mu);
   free(e);
+}
+
+/* ------------------------------------------------------------- the pid */
+
+/* getpid() is a system call on every call (glibc caches nothing), and the
+ * store checks the process on every operation (a store must not be used
+ * in a forked child): the pid is read once and refreshed in the child by a
+ * pthread_atfork handler. (A child made by a raw clone() without fork's
+ * handlers keeps the parent's value: such a child must not use a store.) */
+static pid_t g_pid;
+static pthread_once_t g_pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_refresh(void) {
+  __atomic_store_n(&g_pid, getpid(), __ATOMIC_RELAXED);
+}
+
+static void pid_init(void) {
+  pid_refresh();
+  pthread_atfork(NULL, NULL, pid_refresh);
+}
+
+pid_t rf__store_pid(void) {
+  pthread_once(&g_pid_once, pid_init);
+  return __atomic_load_n(&g_pid, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------ event-loop guard */

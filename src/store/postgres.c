@@ -498,7 +498,7 @@ static bool conn_alive(pconn_t *c) {
 /* Take a slot for the calling thread, connected. Waits at most timeout_ms
  * for a free slot (RF_EBUSY) and connecting is bounded too (RF_EUNAVAIL). */
 static int conn_get(pg_store_t *s, pconn_t **out) {
-  if (getpid() != s->pid)
+  if (rf__store_pid() != s->pid)
     return RF_ESTATE;
   rf__store_loop_note(); /* every call here makes round trips */
   int64_t deadline = now_ms() + s->timeout_ms;
@@ -833,7 +833,7 @@ static void s_close(rf_store_t *base) {
   pg_store_t *s = (pg_store_t *)base;
   rf__exec_stop(s->base.exec); /* runs what is queued, then joins */
   if (s->slots) {
-    if (getpid() != s->pid)
+    if (rf__store_pid() != s->pid)
       detach_sockets(s);
     for (int i = 0; i < s->pool_size; i++)
       if (s->slots[i].pg)
@@ -853,7 +853,7 @@ int rf__store_pg_open(const char *url, rf_store_t **out, char *err, size_t errle
   if (!s)
     return RF_ENOMEM;
   s->base.ops = &pg_ops;
-  s->pid = getpid();
+  s->pid = rf__store_pid();
   s->pool_size = POOL_DEFAULT;
   s->timeout_ms = TIMEOUT_DEFAULT_MS;
   pthread_mutex_init(&s->mu, NULL);

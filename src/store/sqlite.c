@@ -268,12 +268,12 @@ static int conn_open(const char *path, conn_t **out, char *err, size_t errlen) {
 /* Take a connection for the calling thread: an idle one, a new one, or
  * wait until another thread returns one. */
 static int conn_get(sqlite_store_t *s, conn_t **out) {
-  if (getpid() != s->pid)
-    return RF_ESTATE;
-  if (tl_batch != NULL && tl_batch_store == s) {
+  if (tl_batch != NULL && tl_batch_store == s) { /* the writer, inside a job */
     *out = tl_batch;
     return 0;
   }
+  if (rf__store_pid() != s->pid)
+    return RF_ESTATE;
   pthread_mutex_lock(&s->mu);
   while (!s->idle && s->nopen >= POOL_MAX)
     pthread_cond_wait(&s->freed, &s->mu);
@@ -460,7 +460,7 @@ static void ckpt_stop(sqlite_store_t *s) {
   if (!s->ckpt_started)
     return;
   s->ckpt_started = false;
-  if (getpid() != s->pid)
+  if (rf__store_pid() != s->pid)
     return; /* a forked child: the thread is the parent's */
   pthread_mutex_lock(&s->mu);
   s->ckpt_stop = true;
@@ -480,7 +480,7 @@ static void s_close(rf_store_t *base) {
     conn_close(c);
     c = next;
   }
-  if (getpid() == s->pid) {
+  if (rf__store_pid() == s->pid) {
     pthread_cond_destroy(&s->ckpt_cond);
     pthread_cond_destroy(&s->freed);
     pthread_mutex_destroy(&s->mu);
@@ -616,7 +616,7 @@ int rf__store_sqlite_open(const char *path, rf_store_t **out, char *err, size_t 
   if (!s)
     return RF_ENOMEM;
   s->base.ops = &sqlite_ops;
-  s->pid = getpid();
+  s->pid = rf__store_pid();
   s->path = strdup(path);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->freed, NULL);
