@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential gcc make cmake pkg-config git
-  clang libclang-rt-14-dev clang-format clang-tidy cppcheck
+  clang libclang-rt-14-dev clang-format clang-tidy cppcheck abigail-tools
   # libraries (see docs/dependencies.md for why each was chosen)
   libcmocka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
   libpq-dev libhiredis-dev libyaml-dev libhttp-parser-dev libspng-dev
