@@ -40,12 +40,6 @@ int64_t e2e_get_int(int port, const char *path, const char *key);
 /* GET path; string member key of the 200 answer into buf ("" otherwise). */
 const char *e2e_get_str(int port, const char *path, const char *key, char *buf, size_t cap);
 
-/* A value of GET /metrics: the first line starting with `series` (name
- * with labels, e.g. "racefree_jobs_total{state=\"completed\"}"); -1 when
- * absent. */
-double e2e_metric(int port, const char *series);
-/* The same from a /metrics answer already fetched (several series of one
- * scrape: one consistent moment). */
-double e2e_metric_in(const e2e_resp_t *scrape, const char *series);
+/* e2e_metric, e2e_metric_in: see e2e_server.h. */
 
 #endif /* E2E_PAYMENTS_COMMON_H */

@@ -341,3 +341,22 @@ out:
   sqlite3_close(db);
   return total;
 }
+
+double e2e_metric_in(const e2e_resp_t *scrape, const char *series) {
+  size_t n = strlen(series);
+  for (const char *line = scrape->status == 200 ? scrape->body : NULL; line && *line;) {
+    if (strncmp(line, series, n) == 0 && line[n] == ' ')
+      return strtod(line + n + 1, NULL);
+    const char *nl = strchr(line, '\n');
+    line = nl ? nl + 1 : NULL;
+  }
+  return -1;
+}
+
+double e2e_metric(int port, const char *series) {
+  e2e_resp_t r;
+  e2e_call(port, "GET", "/metrics", NULL, &r);
+  double v = e2e_metric_in(&r, series);
+  e2e_resp_free(&r);
+  return v;
+}

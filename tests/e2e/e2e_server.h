@@ -47,6 +47,15 @@ int e2e_server_start(e2e_server_t *s, const char *const *extra);
  * signal, or -1 when it had to be killed. */
 int e2e_server_stop(e2e_server_t *s);
 
+/* A value of GET /metrics (the registry shared by every worker process:
+ * totals over all of them): the first line starting with `series` (name
+ * with labels, e.g. "racefree_jobs_total{state=\"completed\"}"); -1 when
+ * absent. */
+double e2e_metric(int port, const char *series);
+/* The same from a /metrics answer already fetched (several series of one
+ * scrape: one consistent moment). */
+double e2e_metric_in(const e2e_resp_t *scrape, const char *series);
+
 /* Print the server log to stderr. */
 void e2e_server_dump_log(const e2e_server_t *s);
 

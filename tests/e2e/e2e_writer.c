@@ -35,21 +35,6 @@
 #define STOCK      1000000
 #define TIMEOUT_MS 10000
 
-static int64_t metric(int port, const char *name) {
-  e2e_resp_t r;
-  e2e_call(port, "GET", "/metrics", NULL, &r);
-  int64_t v = -1;
-  size_t n = strlen(name);
-  for (const char *p = r.body; p && *p;) {
-    if (strncmp(p, name, n) == 0 && p[n] == ' ')
-      v = strtoll(p + n + 1, NULL, 10);
-    const char *nl = strchr(p, '\n');
-    p = nl ? nl + 1 : NULL;
-  }
-  e2e_resp_free(&r);
-  return v;
-}
-
 /* ------------------------------------------------------------ loopguard */
 
 static void call_expect(int port, const char *m, const char *path, const char *body, int want) {
@@ -108,7 +93,7 @@ static void test_loopguard(void **state) {
   call_expect(port, "GET", "/wallets/lg", NULL, 200);
   call_expect(port, "GET", "/payments/lg-0", NULL, 200);
   call_expect(port, "GET", "/charges?paymentId=lg-0", NULL, 200);
-  int64_t waits = metric(port, "racefree_store_loop_waits_total");
+  int64_t waits = (int64_t)e2e_metric(port, "racefree_store_loop_waits_total");
   fprintf(stderr, "  racefree_store_loop_waits_total %" PRId64 "\n", waits);
   assert_int_equal(waits, 0);
   assert_int_equal(e2e_server_stop(&srv), 0);
