@@ -933,6 +933,9 @@ void srv_http_stop(srv_app_t *app, uint64_t timeout_ms) {
    *    over already complete (each wakes its request, which answers), so
    *    none can touch a request after step 5 answered it. */
   atomic_store(&app->store_closing, true);
+  size_t cancelled = rf_store_cancel(app->store, RF_ESHUTDOWN); /* not started: 503 now */
+  if (cancelled > 0)
+    srv_log(SRV_LOG_WARN, "shutdown: %zu database job(s) not started were answered 503", cancelled);
   while (atomic_load(&app->store_jobs) > 0) {
     rf_store_drain(app->store);
     struct timespec ts = {0, 1000000L};

@@ -61,6 +61,9 @@ int rf__exec_start(rf__exec_t **out, rf_store_t *s, unsigned threads, rf__exec_b
                    void *ctx, const char *name);
 int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job);
 void rf__exec_drain(rf__exec_t *e);
+/* Take every job not started yet off the queue and call its done with rc,
+ * on the calling thread. Returns how many. */
+size_t rf__exec_cancel(rf__exec_t *e, int rc);
 void rf__exec_stats(const rf__exec_t *e, uint64_t *batches, uint64_t *jobs);
 int rf__exec_set_batch_limits(rf__exec_t *e, unsigned max_jobs, unsigned max_ms);
 unsigned rf__exec_batch_ms(const rf__exec_t *e); /* the current time bound */

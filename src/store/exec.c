@@ -166,6 +166,29 @@ int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job) {
   return 0;
 }
 
+size_t rf__exec_cancel(rf__exec_t *e, int rc) {
+  if (e == NULL || rf__store_pid() != e->pid)
+    return 0;
+  pthread_mutex_lock(&e->mu);
+  rf_store_job_t *head = e->head;
+  size_t n = e->queued;
+  e->head = e->tail = NULL;
+  e->queued = 0;
+  pthread_mutex_unlock(&e->mu);
+  for (rf_store_job_t *j = head; j != NULL;) {
+    rf_store_job_t *next = j->next; /* read before done: j may be freed */
+    j->rc = rc;
+    j->done(j->arg, rc);
+    j = next;
+  }
+  pthread_mutex_lock(&e->mu);
+  e->pending -= n;
+  if (e->pending == 0)
+    pthread_cond_broadcast(&e->idle);
+  pthread_mutex_unlock(&e->mu);
+  return n;
+}
+
 void rf__exec_drain(rf__exec_t *e) {
   if (e == NULL || rf__store_pid() != e->pid)
     return;

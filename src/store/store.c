@@ -68,6 +68,10 @@ int rf_store_set_batch_limits(rf_store_t *s, unsigned max_jobs, unsigned max_ms)
   return s ? rf__exec_set_batch_limits(s->exec, max_jobs, max_ms) : RF_EINVAL;
 }
 
+size_t rf_store_cancel(rf_store_t *s, int rc) {
+  return s ? rf__exec_cancel(s->exec, rc) : 0;
+}
+
 void rf_store_exec_stats(const rf_store_t *s, uint64_t *batches, uint64_t *jobs) {
   rf__exec_stats(s ? s->exec : NULL, batches, jobs);
 }

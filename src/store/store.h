@@ -247,6 +247,12 @@ int rf_store_run(rf_store_t *s, unsigned flags, rf_store_work_fn work, void *arg
  * go away. */
 void rf_store_drain(rf_store_t *s);
 
+/* rf_store_cancel: every job submitted and not started yet completes now,
+ * on the calling thread, with `rc` (its work does not run); jobs already
+ * running finish normally. For shutdown, so that a stop does not wait for
+ * a long queue in front of a busy database. Returns how many. */
+size_t rf_store_cancel(rf_store_t *s, int rc);
+
 /* rf_store_exec_stats: since the store was opened, *batches transactions
  * (SQLite's group commits; PostgreSQL: one per job) and *jobs jobs run by
  * the executor. Either may be NULL. */
