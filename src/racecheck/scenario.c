@@ -19,7 +19,13 @@
 #define RC_MAX_DEPTH      64     /* nesting of YAML values converted to JSON */
 #define RC_MAX_JSON_NODES 200000 /* total, against alias bombs */
 #define RC_MAX_LOOP_DEPTH 16
-#define RC_MAX_STEPS      (1u << 20)
+#define RC_MAX_STEPS      (1u << 20) /* steps of every kind, aliases expanded */
+/* Bounds checked before the YAML document is built, so that no file can
+ * make the loader take unbounded time or memory. */
+#define RC_MAX_FILE_BYTES   (16u << 20) /* a scenario file; CSV payloads are apart */
+#define RC_MAX_YAML_DEPTH   128         /* nesting of lists and mappings */
+#define RC_MAX_YAML_NODES   500000      /* scalars, lists and mappings */
+#define RC_MAX_YAML_ALIASES 10000       /* *alias references */
 
 typedef struct rc_ld {
   yaml_document_t doc;
@@ -27,6 +33,7 @@ typedef struct rc_ld {
   rc_err_t *err;
   rc_file_t *f;
   size_t json_budget;
+  size_t step_budget;
   int loop_depth;
 } rc_ld_t;
 
@@ -228,7 +235,8 @@ static json_t *rc__to_json(rc_ld_t *l, const yaml_node_t *n, int depth) {
     return NULL;
   }
   if (l->json_budget == 0) {
-    rc__fail(l, n, "value too large (aliases expand to over %d nodes)", RC_MAX_JSON_NODES);
+    rc__fail(l, n, "values too large: over %d nodes in all (counting what aliases expand to)",
+             RC_MAX_JSON_NODES);
     return NULL;
   }
   l->json_budget--;
@@ -607,6 +615,11 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
 static int rc__step(rc_ld_t *l, const yaml_node_t *n, const char *where, const char *scenario,
                     rc_step_t *s) {
   s->line = (int)n->start_mark.line + 1;
+  if (l->step_budget == 0) {
+    return rc__fail(l, n, "too many steps: over %u in all (counting what aliases expand to)",
+                    RC_MAX_STEPS);
+  }
+  l->step_budget--;
   if (n->type != YAML_MAPPING_NODE) {
     return rc__fail(l, n, "each step of %s must be a mapping such as 'get: {url: /}'", where);
   }
@@ -1387,12 +1400,81 @@ uint32_t rc_file_add_stepinfo(rc_file_t *f, const char *name, const char *scenar
   return (uint32_t)f->nsteps++;
 }
 
+static void rc__yaml_error(const yaml_parser_t *parser, const char *path, rc_err_t *err) {
+  int line = (int)parser->problem_mark.line + 1, col = (int)parser->problem_mark.column + 1;
+  rc_err_set(err, line, col, "%s:%d:%d: YAML: %s%s%s", path ? path : "<scenario>", line, col,
+             parser->problem ? parser->problem : "syntax error", parser->context ? " " : "",
+             parser->context ? parser->context : "");
+}
+
+/* A first pass over libyaml's events, before any document is built: bound
+ * the nesting, the number of nodes and of aliases. libyaml's scanner does
+ * work proportional to the flow nesting for every token, so a 100,000-deep
+ * "[[[..." took tens of seconds to load; stopping at RC_MAX_YAML_DEPTH keeps
+ * every file's cost linear. Returns 0, or -1 with a message. */
+static int rc__prescan(const char *text, size_t len, const char *path, rc_err_t *err) {
+  const char *p = path ? path : "<scenario>";
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) {
+    rc_err_set(err, 0, 0, "cannot initialise the YAML parser");
+    return -1;
+  }
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  int depth = 0, rc = -1;
+  size_t nodes = 0, aliases = 0;
+  for (;;) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      rc__yaml_error(&parser, path, err);
+      break;
+    }
+    int line = (int)ev.start_mark.line + 1, col = (int)ev.start_mark.column + 1;
+    yaml_event_type_t t = ev.type;
+    yaml_event_delete(&ev);
+    if (t == YAML_STREAM_END_EVENT) {
+      rc = 0;
+      break;
+    }
+    if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+      if (++depth > RC_MAX_YAML_DEPTH) {
+        rc_err_set(err, line, col, "%s:%d:%d: lists and mappings nested over %d levels deep", p,
+                   line, col, RC_MAX_YAML_DEPTH);
+        break;
+      }
+    } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+      depth--;
+    } else if (t == YAML_ALIAS_EVENT && ++aliases > RC_MAX_YAML_ALIASES) {
+      rc_err_set(err, line, col, "%s:%d:%d: over %d aliases (*name) in one file", p, line, col,
+                 RC_MAX_YAML_ALIASES);
+      break;
+    }
+    if ((t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT ||
+         t == YAML_MAPPING_START_EVENT) &&
+        ++nodes > RC_MAX_YAML_NODES) {
+      rc_err_set(err, line, col, "%s:%d:%d: over %d values in one file", p, line, col,
+                 RC_MAX_YAML_NODES);
+      break;
+    }
+  }
+  yaml_parser_delete(&parser);
+  return rc;
+}
+
 rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_err_t *err) {
   rc_ld_t l;
   memset(&l, 0, sizeof l);
   l.path = path;
   l.err = err;
   l.json_budget = RC_MAX_JSON_NODES;
+  l.step_budget = RC_MAX_STEPS;
+  if (len > RC_MAX_FILE_BYTES) {
+    rc_err_set(err, 0, 0, "%s: %zu bytes: a scenario file may have at most %u MiB",
+               path ? path : "<scenario>", len, RC_MAX_FILE_BYTES >> 20);
+    return NULL;
+  }
+  if (rc__prescan(text, len, path, err) != 0) {
+    return NULL;
+  }
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {
     rc_err_set(err, 0, 0, "cannot initialise the YAML parser");
@@ -1400,10 +1482,7 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
   if (!yaml_parser_load(&parser, &l.doc)) {
-    int line = (int)parser.problem_mark.line + 1, col = (int)parser.problem_mark.column + 1;
-    rc_err_set(err, line, col, "%s:%d:%d: YAML: %s%s%s", path ? path : "<scenario>", line, col,
-               parser.problem ? parser.problem : "syntax error", parser.context ? " " : "",
-               parser.context ? parser.context : "");
+    rc__yaml_error(&parser, path, err);
     yaml_parser_delete(&parser);
     return NULL;
   }
@@ -1429,8 +1508,14 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
 rc_file_t *rc_file_load(const char *path, rc_err_t *err) {
   char *text = NULL;
   size_t len = 0;
-  if (rc_read_file(path, &text, &len) != 0) {
-    rc_err_set(err, 0, 0, "cannot read %s: %s", path, strerror(errno));
+  /* the size is checked before reading: a huge file is refused at once */
+  if (rc_read_file_max(path, RC_MAX_FILE_BYTES, &text, &len) != 0) {
+    if (errno == EFBIG) {
+      rc_err_set(err, 0, 0, "%s: a scenario file may have at most %u MiB", path,
+                 RC_MAX_FILE_BYTES >> 20);
+    } else {
+      rc_err_set(err, 0, 0, "cannot read %s: %s", path, strerror(errno));
+    }
     return NULL;
   }
   rc_file_t *f = rc_file_load_mem(text, len, path, err);

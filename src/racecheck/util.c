@@ -304,21 +304,36 @@ int rc_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out_ns) {
 }
 
 int rc_read_file(const char *path, char **out, size_t *out_len) {
+  return rc_read_file_max(path, (size_t)1 << 30, out, out_len);
+}
+
+int rc_read_file_max(const char *path, size_t max, char **out, size_t *out_len) {
   FILE *f = fopen(path, "rb");
   if (!f) {
     return -1;
   }
-  /* only regular files of sane size: never /dev/zero or a FIFO */
+  /* only regular files: never /dev/zero or a FIFO */
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)(1u << 30)) {
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
     errno = EINVAL;
+    return -1;
+  }
+  if ((uint64_t)st.st_size > (uint64_t)max) {
+    fclose(f);
+    errno = EFBIG;
     return -1;
   }
   rc_buf_t b = {0};
   char tmp[8192];
   size_t n;
   while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+    if (b.len + n > max) { /* grew while being read */
+      fclose(f);
+      rc_buf_free(&b);
+      errno = EFBIG;
+      return -1;
+    }
     rc_buf_append(&b, tmp, n);
   }
   int bad = ferror(f);

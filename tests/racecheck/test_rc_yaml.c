@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "scenario.h"
 
@@ -397,6 +399,104 @@ static void test_alias_bomb(void **state) {
   assert_non_null(strstr(err.msg, "too large"));
 }
 
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Load a generated file: a head, `n` copies of `rep`, then a tail. The
+ * load must fail within `max_s` seconds with `needle` in the message. */
+static void expect_refused(const char *head, const char *rep, size_t n, const char *tail,
+                           const char *needle, double max_s) {
+  rc_buf_t b = {0};
+  rc_buf_puts(&b, head);
+  for (size_t i = 0; i < n; i++) {
+    rc_buf_puts(&b, rep);
+  }
+  rc_buf_puts(&b, tail);
+  rc_err_t err = {0};
+  double t0 = now_s();
+  rc_file_t *f = rc_file_load_mem(b.data, b.len, "hostile.yml", &err);
+  double dt = now_s() - t0;
+  rc_buf_free(&b);
+  if (f) {
+    rc_file_free(f);
+    fail_msg("a hostile file (%zu x '%.20s') loaded", n, rep);
+  }
+  if (!strstr(err.msg, needle)) {
+    fail_msg("message '%s' lacks '%s'", err.msg, needle);
+  }
+  if (dt > max_s) {
+    fail_msg("refusing %zu x '%.20s' took %.2f s", n, rep, dt);
+  }
+}
+
+static void test_hostile_files(void **state) {
+  (void)state;
+  const char *head = "config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                     "scenarios:\n  - flow:\n      - post:\n          url: /\n"
+                     "          json: ";
+  /* 100,000-deep flow nesting once took ~23 s (libyaml's scanner works in
+   * proportion to the nesting for every token) */
+  rc_buf_t closing = {0};
+  for (int i = 0; i < 100000; i++) {
+    rc_buf_putc(&closing, ']');
+  }
+  rc_buf_puts(&closing, "\n");
+  expect_refused(head, "[", 100000, closing.data, "nested over 128 levels", 1.0);
+  rc_buf_free(&closing);
+  expect_refused(head, "{a: ", 100000, "1}\n", "nested over 128 levels", 1.0);
+  expect_refused("config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                 "scenarios:\n  - flow:\n      - post:\n          url: /\n"
+                 "          json:\n            ",
+                 "- ", 100000, "x\n", "nested over 128 levels", 1.0);
+  /* too many values, and too many aliases */
+  rc_buf_t many = {0};
+  rc_buf_puts(&many, "[");
+  for (int i = 0; i < 600000; i++) {
+    rc_buf_puts(&many, "1,");
+  }
+  rc_buf_puts(&many, "1]\n");
+  expect_refused(head, many.data, 1, "", "over 500000 values", 2.0);
+  rc_buf_free(&many);
+  expect_refused("config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                 "before:\n  flow:\n    - get: &g {url: /}\n",
+                 "    - get: *g\n", 20000, "scenarios:\n  - flow: []\n", "over 10000 aliases", 1.0);
+  /* a "billion laughs" of steps: 10^7 think steps through 70 aliases */
+  rc_buf_t bomb = {0};
+  rc_buf_puts(&bomb, "config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                     "before:\n  flow:\n    - log: x\n    - loop: &l0 [");
+  for (int i = 0; i < 10; i++) {
+    rc_buf_puts(&bomb, i ? ", {think: 0}" : "{think: 0}");
+  }
+  rc_buf_puts(&bomb, "]\n      count: 1\n");
+  for (int lv = 1; lv < 7; lv++) {
+    rc_buf_printf(&bomb, "    - loop: &l%d [", lv);
+    for (int i = 0; i < 10; i++) {
+      rc_buf_printf(&bomb, "%s{loop: *l%d, count: 1}", i ? ", " : "", lv - 1);
+    }
+    rc_buf_puts(&bomb, "]\n      count: 1\n");
+  }
+  expect_refused(bomb.data, "", 0, "scenarios:\n  - flow: []\n", "too many steps", 5.0);
+  rc_buf_free(&bomb);
+  /* a file over 16 MiB is refused before it is read (a sparse file: no
+   * disk space used) */
+  char path[] = "/tmp/rc_huge_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, (off_t)200 << 20), 0);
+  close(fd);
+  rc_err_t err = {0};
+  double t0 = now_s();
+  assert_null(rc_file_load(path, &err));
+  assert_true(now_s() - t0 < 1.0);
+  unlink(path);
+  if (!strstr(err.msg, "at most 16 MiB")) {
+    fail_msg("message '%s'", err.msg);
+  }
+}
+
 static void test_burst_file(void **state) {
   (void)state;
   rc_err_t err = {0};
@@ -417,9 +517,10 @@ static void test_burst_file(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full_file),  cmocka_unit_test(test_article_file),
-      cmocka_unit_test(test_errors),     cmocka_unit_test(test_defaults_and_names),
-      cmocka_unit_test(test_alias_bomb), cmocka_unit_test(test_burst_file),
+      cmocka_unit_test(test_full_file),     cmocka_unit_test(test_article_file),
+      cmocka_unit_test(test_errors),        cmocka_unit_test(test_defaults_and_names),
+      cmocka_unit_test(test_alias_bomb),    cmocka_unit_test(test_burst_file),
+      cmocka_unit_test(test_hostile_files),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
