@@ -216,11 +216,18 @@ int rc_resp_eof(rc_resp_t *r) {
 }
 
 const char *rc_resp_header(const rc_resp_t *r, const char *name) {
+  return rc_resp_header_next(r, name, NULL);
+}
+
+const char *rc_resp_header_next(const rc_resp_t *r, const char *name, const char *prev) {
   if (!r->headers.data) {
     return NULL;
   }
   const char *p = r->headers.data;
   const char *end = p + r->headers.len;
+  if (prev) {
+    p = prev + strlen(prev) + 1; /* the pair after prev's value */
+  }
   while (p && p < end) {
     const char *v = p + strlen(p) + 1;
     if (v >= end) {

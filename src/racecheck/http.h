@@ -82,6 +82,9 @@ int rc_resp_eof(rc_resp_t *r);
 /* Value of a header (name compared case-insensitively), or NULL. Needs
  * RC_RESP_HEADERS. The string lives as long as the response. */
 const char *rc_resp_header(const rc_resp_t *r, const char *name);
+/* The next value of a header that may repeat (Set-Cookie): the first with
+ * prev NULL, then the one after prev (a value this function returned). */
+const char *rc_resp_header_next(const rc_resp_t *r, const char *name, const char *prev);
 /* A short name for a response error code ("EPROTO", ...). */
 const char *rc_resp_strerror(int rc);
 

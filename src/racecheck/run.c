@@ -14,16 +14,18 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cookie.h"
 #include "expr.h"
 #include "jpath.h"
 #include "net.h"
 #include "tmpl.h"
 
-#define RC_PUBLISH_NS   (100ull * 1000000ull)
-#define RC_MAX_FRAMES   18
-#define RC_HIST_FLUSH   ((size_t)64 * 1024)
-#define RC_MAX_INVOLVED 50
-#define RC_BODY_SNIPPET 200
+#define RC_PUBLISH_NS    (100ull * 1000000ull)
+#define RC_MAX_FRAMES    18
+#define RC_HIST_FLUSH    ((size_t)64 * 1024)
+#define RC_MAX_INVOLVED  50
+#define RC_BODY_SNIPPET  200
+#define RC_MAX_REDIRECTS 10 /* as got, Artillery's HTTP client */
 
 typedef struct rc_run rc_run_t;
 typedef struct rc_worker rc_worker_t;
@@ -64,7 +66,18 @@ struct rc_vu {
   rc_conn_t conn;
   const rc_addr_t *addr;
   rc_buf_t req;
-  char *url; /* rendered, for reports */
+  char *url; /* rendered request target (path and query), for reports */
+  /* the request being made, kept to follow a redirect */
+  const char *method;
+  char host[256];
+  char hostport[300];
+  rc_header_t *hs; /* rendered headers; values owned through hv */
+  char **hv;
+  size_t nh;
+  rc_buf_t body;
+  int has_body;
+  int redirects;
+  rc_jar_t *jar; /* allocated at the first cookie */
   const rc_step_t *cur;
   uint64_t intended;
   uint64_t req_id;
@@ -215,7 +228,7 @@ static char *rc__describe(const rc_vu_t *vu, int status, const char *body, size_
   rc_buf_t b = {0};
   rc_buf_printf(&b, "#%llu (vu %llu, %s) %s %s", (unsigned long long)vu->req_id,
                 (unsigned long long)vu->id, vu->scenario ? vu->scenario : "-",
-                vu->cur ? vu->cur->method : "?", vu->url ? vu->url : "?");
+                vu->method ? vu->method : "?", vu->url ? vu->url : "?");
   if (status > 0) {
     rc_buf_printf(&b, " -> %d", status);
   }
@@ -378,6 +391,17 @@ static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char 
   return vu;
 }
 
+static void rc__free_hdrs(rc_vu_t *vu) {
+  for (size_t i = 0; i < vu->nh; i++) {
+    free(vu->hv[i]);
+  }
+  free(vu->hv);
+  free(vu->hs);
+  vu->hv = NULL;
+  vu->hs = NULL;
+  vu->nh = 0;
+}
+
 /* Unlink and free a virtual user (no accounting). */
 static void rc__vu_free(rc_vu_t *vu) {
   rc_worker_t *w = vu->w;
@@ -398,6 +422,12 @@ static void rc__vu_free(rc_vu_t *vu) {
   free(vu->last_error);
   rc_buf_free(&vu->req);
   free(vu->url);
+  rc__free_hdrs(vu);
+  rc_buf_free(&vu->body);
+  if (vu->jar) {
+    rc_jar_free(vu->jar);
+    free(vu->jar);
+  }
   free(vu);
 }
 
@@ -474,6 +504,78 @@ static int rc__has_hdr(const rc_step_t *s, const char *name) {
   return 0;
 }
 
+/* Percent-encode what may not appear in a request target, after the
+ * template was rendered, as a WHATWG URL parser does (Artillery's client
+ * parses URLs with one): in the path, controls, space, " < > ` { } and
+ * bytes over 0x7e; in the query, controls, space, " < > ' and bytes over
+ * 0x7e. A '%' stays as it is (an already-encoded URL is not encoded twice)
+ * and a fragment ('#...') is never sent. */
+static void rc__encode_url(rc_buf_t *b, const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  int query = 0;
+  /* the scheme and authority of an absolute URL are left alone */
+  const char *p = s;
+  if (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0 || strncmp(s, "//", 2) == 0) {
+    const char *a = strstr(s, "//") + 2;
+    size_t n = strcspn(a, "/?#");
+    rc_buf_append(b, s, (size_t)(a - s) + n);
+    p = a + n;
+  }
+  for (; *p && *p != '#'; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '?') {
+      query = 1;
+    }
+    int enc = c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' ||
+              (!query && (c == '`' || c == '{' || c == '}')) || (query && c == '\'');
+    if (enc) {
+      char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+      rc_buf_append(b, e, 3);
+    } else {
+      rc_buf_putc(b, (char)c);
+    }
+  }
+  if (!b->data) {
+    rc_buf_append(b, "", 0);
+  }
+}
+
+/* Serialise vu's current request (method, host, target, headers, body)
+ * into vu->req, with the cookie jar's Cookie header unless the step sets
+ * one itself. */
+static void rc__serialise(rc_vu_t *vu) {
+  rc_buf_t cookie = {0};
+  int has_cookie = 0;
+  for (size_t i = 0; i < vu->nh; i++) {
+    has_cookie |= strcasecmp(vu->hs[i].name, "cookie") == 0;
+  }
+  rc_header_t *hs = vu->hs;
+  size_t nh = vu->nh;
+  rc_header_t extra[65];
+  if (vu->jar && !has_cookie) {
+    rc_jar_header(vu->jar, vu->host, vu->url, 0, &cookie);
+    if (cookie.len) {
+      memcpy(extra, vu->hs, nh * sizeof *hs);
+      extra[nh].name = "Cookie";
+      extra[nh].value = cookie.data;
+      hs = extra;
+      nh++;
+    }
+  }
+  rc_buf_clear(&vu->req);
+  rc_req_build(&vu->req, vu->method, vu->hostport, vu->url, hs, nh,
+               vu->has_body ? (vu->body.data ? vu->body.data : "") : NULL,
+               vu->has_body ? vu->body.len : 0);
+  rc_buf_free(&cookie);
+}
+
+static void rc__jar_put(rc_vu_t *vu, const char *set_cookie) {
+  if (!vu->jar) {
+    vu->jar = rc_xcalloc(1, sizeof *vu->jar);
+  }
+  rc_jar_set(vu->jar, set_cookie, vu->host, vu->url, (int64_t)(rc_wall_ms() / 1000u));
+}
+
 /* Render and serialise the request of step s into vu->req. Returns 0 or -1
  * with a message. */
 static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
@@ -481,20 +583,23 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
   rc_run_t *r = w->run;
   rc_tctx_t t;
   rc__tctx(vu, &t);
-  rc_buf_t url = {0}, body = {0};
-  rc_header_t hs[64];
-  char *hv[64];
-  size_t nh = 0;
+  rc_buf_t url = {0}, enc = {0};
   int rc = -1;
   rc_url_t abs = {0};
+  rc__free_hdrs(vu);
+  rc_buf_clear(&vu->body);
+  vu->has_body = 0;
+  vu->redirects = 0;
   if (rc_tmpl_render(s->url, &t, &url, err) != 0) {
     goto done;
   }
+  rc__encode_url(&enc, url.data ? url.data : "");
   const char *hostport = r->target.hostport;
+  const char *host = r->target.host;
   const rc_addr_t *addr = &r->addr;
   rc_buf_t path = {0};
-  if (strncmp(url.data, "http://", 7) == 0 || strncmp(url.data, "https://", 8) == 0) {
-    if (rc_url_parse(url.data, &abs, err) != 0) {
+  if (strncmp(enc.data, "http://", 7) == 0 || strncmp(enc.data, "https://", 8) == 0) {
+    if (rc_url_parse(enc.data, &abs, err) != 0) {
       goto done;
     }
     addr = rc__origin(w, &abs, err);
@@ -502,13 +607,14 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
       goto done;
     }
     hostport = abs.hostport;
+    host = abs.host;
     rc_buf_puts(&path, abs.path);
   } else {
     rc_buf_puts(&path, r->prefix);
-    if (url.data[0] != '/') {
+    if (enc.data[0] != '/') {
       rc_buf_putc(&path, '/');
     }
-    rc_buf_puts(&path, url.data);
+    rc_buf_puts(&path, enc.data);
   }
   for (size_t i = 0; i < s->nqs; i++) {
     rc_buf_t v = {0};
@@ -520,14 +626,20 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
     rc_buf_putc(&path, (i == 0 && !strchr(path.data, '?')) ? '?' : '&');
     rc__urlencode(&path, s->qs[i].name);
     rc_buf_putc(&path, '=');
-    rc__urlencode(&path, v.data);
+    rc__urlencode(&path, v.data ? v.data : "");
     rc_buf_free(&v);
   }
   free(vu->url);
   vu->url = rc_buf_steal(&path);
+  vu->method = s->method;
+  snprintf(vu->host, sizeof vu->host, "%s", host);
+  snprintf(vu->hostport, sizeof vu->hostport, "%s", hostport);
   /* headers: config.defaults.headers, then the step's */
   const rc_file_t *f = r->f;
-  for (size_t i = 0; i < f->ndefault_headers + s->nheaders && nh < 60; i++) {
+  size_t total = f->ndefault_headers + s->nheaders;
+  vu->hs = rc_xcalloc(total + 1, sizeof *vu->hs);
+  vu->hv = rc_xcalloc(total + 1, sizeof *vu->hv);
+  for (size_t i = 0; i < total && vu->nh < 60; i++) {
     const rc_kv_t *kv =
         i < f->ndefault_headers ? &f->default_headers[i] : &s->headers[i - f->ndefault_headers];
     if (i < f->ndefault_headers && rc__has_hdr(s, kv->name)) {
@@ -538,13 +650,29 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
       rc_buf_free(&v);
       goto done;
     }
-    hv[nh] = rc_buf_steal(&v);
-    hs[nh].name = kv->name;
-    hs[nh].value = hv[nh];
-    nh++;
+    if (!v.data) {
+      rc_buf_append(&v, "", 0);
+    }
+    vu->hv[vu->nh] = rc_buf_steal(&v);
+    vu->hs[vu->nh].name = kv->name;
+    vu->hs[vu->nh].value = vu->hv[vu->nh];
+    vu->nh++;
   }
-  const char *bp = NULL;
-  size_t blen = 0;
+  /* cookies given in the file (config.defaults.cookie, the step's
+   * `cookie`) go into the jar for this URL, as Artillery does */
+  for (size_t i = 0; i < f->ndefault_cookies + s->ncookies; i++) {
+    const rc_kv_t *kv =
+        i < f->ndefault_cookies ? &f->default_cookies[i] : &s->cookies[i - f->ndefault_cookies];
+    rc_buf_t v = {0};
+    if (rc_tmpl_render(kv->value, &t, &v, err) != 0) {
+      rc_buf_free(&v);
+      goto done;
+    }
+    char *sc = rc_xasprintf("%s=%s", kv->name, v.data ? v.data : "");
+    rc__jar_put(vu, sc);
+    free(sc);
+    rc_buf_free(&v);
+  }
   if (s->json) {
     json_t *j = rc_tmpl_render_json(s->json, &t, err);
     if (!j) {
@@ -552,41 +680,115 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
     }
     char *txt = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
-    rc_buf_puts(&body, txt ? txt : "null");
+    rc_buf_puts(&vu->body, txt ? txt : "null");
     free(txt);
-    int has_ct = rc__has_hdr(s, "content-type");
-    for (size_t i = 0; i < nh && !has_ct; i++) {
-      has_ct = strcasecmp(hs[i].name, "content-type") == 0;
+    int has_ct = 0;
+    for (size_t i = 0; i < vu->nh && !has_ct; i++) {
+      has_ct = strcasecmp(vu->hs[i].name, "content-type") == 0;
     }
     if (!has_ct) {
-      hv[nh] = NULL;
-      hs[nh].name = "Content-Type";
-      hs[nh].value = "application/json";
-      nh++;
+      vu->hv[vu->nh] = NULL;
+      vu->hs[vu->nh].name = "Content-Type";
+      vu->hs[vu->nh].value = "application/json";
+      vu->nh++;
     }
-    bp = body.data;
-    blen = body.len;
+    vu->has_body = 1;
   } else if (s->body) {
-    if (rc_tmpl_render(s->body, &t, &body, err) != 0) {
+    if (rc_tmpl_render(s->body, &t, &vu->body, err) != 0) {
       goto done;
     }
-    bp = body.data ? body.data : "";
-    blen = body.len;
+    vu->has_body = 1;
   }
-  rc_buf_clear(&vu->req);
-  rc_req_build(&vu->req, s->method, hostport, vu->url, hs, nh, bp, blen);
+  rc__serialise(vu);
   if (vu->conn.addr != addr) {
     rc_conn_close(&vu->conn);
     vu->conn.addr = addr;
   }
   rc = 0;
 done:
-  for (size_t i = 0; i < nh; i++) {
-    free(hv[i]);
-  }
   rc_url_free(&abs);
   rc_buf_free(&url);
-  rc_buf_free(&body);
+  rc_buf_free(&enc);
+  return rc;
+}
+
+/* Turn vu's request into the one a redirect answer points at: `loc` is the
+ * Location header, resolved against the current URL. 303 makes any method
+ * but HEAD a GET without a body; 301, 302, 307 and 308 keep the method and
+ * the body (got's behaviour, Artillery's HTTP client). Returns 0 or -1. */
+static int rc__redirect(rc_vu_t *vu, const char *loc, int status, rc_err_t *err) {
+  rc_worker_t *w = vu->w;
+  rc_buf_t enc = {0}, path = {0};
+  rc_url_t abs = {0};
+  const rc_addr_t *addr = vu->conn.addr;
+  int rc = -1;
+  if (strncmp(loc, "//", 2) == 0) {
+    rc_buf_puts(&enc, "http:");
+  }
+  rc__encode_url(&enc, loc);
+  if (strncmp(enc.data, "http://", 7) == 0 || strncmp(enc.data, "https://", 8) == 0) {
+    if (rc_url_parse(enc.data, &abs, err) != 0) {
+      goto done;
+    }
+    addr = rc__origin(w, &abs, err);
+    if (!addr) {
+      goto done;
+    }
+    if (strcmp(abs.hostport, vu->hostport) != 0) {
+      /* another origin: the previous host's cookies and credentials stay behind */
+      for (size_t i = 0; i < vu->nh; i++) {
+        if (strcasecmp(vu->hs[i].name, "authorization") == 0 ||
+            strcasecmp(vu->hs[i].name, "cookie") == 0 || strcasecmp(vu->hs[i].name, "host") == 0) {
+          free(vu->hv[i]);
+          vu->hv[i] = vu->hv[vu->nh - 1];
+          vu->hs[i] = vu->hs[vu->nh - 1];
+          vu->nh--;
+          i--;
+        }
+      }
+    }
+    snprintf(vu->host, sizeof vu->host, "%s", abs.host);
+    snprintf(vu->hostport, sizeof vu->hostport, "%s", abs.hostport);
+    rc_buf_puts(&path, abs.path);
+  } else if (enc.data[0] == '/') {
+    rc_buf_puts(&path, enc.data);
+  } else {
+    /* relative: against the directory of the current path */
+    size_t n = strcspn(vu->url, "?");
+    while (n > 0 && vu->url[n - 1] != '/') {
+      n--;
+    }
+    rc_buf_append(&path, vu->url, n ? n : 0);
+    if (!n) {
+      rc_buf_putc(&path, '/');
+    }
+    rc_buf_puts(&path, enc.data);
+  }
+  free(vu->url);
+  vu->url = rc_buf_steal(&path);
+  if (status == 303 && strcmp(vu->method, "HEAD") != 0) {
+    vu->method = "GET";
+    vu->has_body = 0;
+    for (size_t i = 0; i < vu->nh; i++) {
+      if (strcasecmp(vu->hs[i].name, "content-type") == 0) {
+        free(vu->hv[i]);
+        vu->hv[i] = vu->hv[vu->nh - 1];
+        vu->hs[i] = vu->hs[vu->nh - 1];
+        vu->nh--;
+        i--;
+      }
+    }
+  }
+  rc__serialise(vu);
+  if (vu->conn.addr != addr) {
+    rc_conn_close(&vu->conn);
+    vu->conn.addr = addr;
+  }
+  rc = 0;
+done:
+  rc_url_free(&abs);
+  rc_buf_free(&enc);
+  rc_buf_free(&path);
   return rc;
 }
 
@@ -605,7 +807,7 @@ static void rc__history_invoke(rc_vu_t *vu, uint64_t now) {
   rc__json_str(b, vu->scenario ? vu->scenario : "");
   rc_buf_puts(b, ",\"step\":");
   rc__json_str(b, vu->cur->name);
-  rc_buf_printf(b, ",\"method\":\"%s\",\"url\":", vu->cur->method);
+  rc_buf_printf(b, ",\"method\":\"%s\",\"url\":", vu->method);
   rc__json_str(b, vu->url);
   rc_buf_puts(b, "}\n");
   if (b->len >= RC_HIST_FLUSH) {
@@ -655,11 +857,12 @@ static void rc__send(rc_vu_t *vu, uint64_t intended) {
   uint64_t now = rc_now_ns();
   rc__history_invoke(vu, now);
   const rc_step_t *s = vu->cur;
-  unsigned flags = 0;
+  /* headers always: Set-Cookie and Location are needed whatever the step */
+  unsigned flags = RC_RESP_HEADERS;
   if (s->ncaptures || s->nexpects || vu->kind == RC_VU_SINGLE || r->hfd >= 0) {
-    flags = RC_RESP_BODY | RC_RESP_HEADERS;
+    flags |= RC_RESP_BODY;
   }
-  if (strcmp(s->method, "HEAD") == 0) {
+  if (strcmp(vu->method, "HEAD") == 0) {
     flags |= RC_RESP_HEAD;
   }
   rc_conn_send(&vu->conn, vu->req.data, vu->req.len, flags, r->f->timeout_ns);
@@ -949,6 +1152,46 @@ static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
   w->tick_req++;
   if (r->hfd >= 0) {
     rc__rec_push(w, (rc_rec_t){vu->req_id, vu->id, vu->phase, s->id, (uint32_t)status});
+  }
+  /* the cookie jar: every answer's Set-Cookie, redirects included */
+  for (const char *sc = rc_resp_header(resp, "set-cookie"); sc;
+       sc = rc_resp_header_next(resp, "set-cookie", sc)) {
+    rc__jar_put(vu, sc);
+  }
+  /* redirects are followed unless the step says followRedirect: false;
+   * each hop is an answer of its own (as Artillery counts them), the
+   * captures and expectations apply to the last one */
+  const char *loc = NULL;
+  if ((status == 301 || status == 302 || status == 303 || status == 307 || status == 308) &&
+      !s->no_redirect && (loc = rc_resp_header(resp, "location")) != NULL && *loc) {
+    if (vu->redirects >= RC_MAX_REDIRECTS) {
+      char *what = rc_xasprintf("%s: redirects", s->name);
+      rc__record_fail(w, s, "expect", what,
+                      rc_xasprintf("more than %d redirects", RC_MAX_REDIRECTS),
+                      rc__describe(vu, status, resp->body.data, resp->body.len));
+      free(what);
+      rc__history_complete(vu, now, status, NULL, "fail", lat, NULL);
+      rc__vu_fail(vu, "too many redirects");
+      rc__vu_finish(vu);
+      return;
+    }
+    rc_err_t err = {0};
+    char *where = rc_xstrdup(loc);
+    rc__history_complete(vu, now, status, NULL, "ok", lat, NULL);
+    if (rc__redirect(vu, where, status, &err) != 0) {
+      char *what = rc_xasprintf("%s: redirect", s->name);
+      rc__record_fail(w, s, "template", what, rc_xasprintf("Location '%s': %s", where, err.msg),
+                      NULL);
+      free(what);
+      free(where);
+      rc__vu_fail(vu, err.msg);
+      rc__vu_finish(vu);
+      return;
+    }
+    free(where);
+    vu->redirects++;
+    rc__send(vu, now);
+    return;
   }
   json_t *json = NULL;
   if (resp->body.len) {

@@ -553,8 +553,8 @@ static int rc__expects(rc_ld_t *l, const yaml_node_t *n, rc_step_t *s) {
 
 static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, const char *scenario,
                        rc_step_t *s) {
-  static const char *const keys[] = {"url",     "json",   "body", "headers", "qs",
-                                     "capture", "expect", "name", NULL};
+  static const char *const keys[] = {"url",     "json",   "body", "headers",        "qs", "cookie",
+                                     "capture", "expect", "name", "followRedirect", NULL};
   if (rc__want(l, n, YAML_MAPPING_NODE, method) != 0 || rc__keys(l, n, method, keys) != 0) {
     return -1;
   }
@@ -575,6 +575,12 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
       rc = rc__kvs(l, val, "headers", &s->headers, &s->nheaders);
     } else if (strcmp(key, "qs") == 0) {
       rc = rc__kvs(l, val, "qs", &s->qs, &s->nqs);
+    } else if (strcmp(key, "cookie") == 0) {
+      rc = rc__kvs(l, val, "cookie", &s->cookies, &s->ncookies);
+    } else if (strcmp(key, "followRedirect") == 0) {
+      int follow = 1;
+      rc = rc__bool(l, val, "followRedirect", &follow);
+      s->no_redirect = !follow;
     } else if (strcmp(key, "capture") == 0) {
       size_t cnt = val->type == YAML_SEQUENCE_NODE
                        ? (size_t)(val->data.sequence.items.top - val->data.sequence.items.start)
@@ -1157,24 +1163,33 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
     } else if (strcmp(key, "ensure") == 0) {
       rc = rc__ensure(l, val);
     } else if (strcmp(key, "defaults") == 0) {
-      static const char *const dkeys[] = {"headers", NULL};
+      static const char *const dkeys[] = {"headers", "cookie", NULL};
       if (rc__want(l, val, YAML_MAPPING_NODE, "config.defaults") != 0 ||
           rc__keys(l, val, "config.defaults", dkeys) != 0) {
         return -1;
       }
       RC_FOREACH_PAIR(l, val, dkey, dval) {
-        (void)dkey;
-        if (rc__kvs(l, dval, "headers", &f->default_headers, &f->ndefault_headers) != 0) {
+        if (strcmp(dkey, "cookie") == 0
+                ? rc__kvs(l, dval, "cookie", &f->default_cookies, &f->ndefault_cookies) != 0
+                : rc__kvs(l, dval, "headers", &f->default_headers, &f->ndefault_headers) != 0) {
           return -1;
         }
       }
     } else if (strcmp(key, "plugins") == 0) {
       /* Artillery needs `plugins: {expect: {}}` for expectations and
-       * `ensure` for thresholds; both are built in here. */
+       * `ensure` for thresholds; both are built in here. Thresholds given
+       * under plugins.ensure are read like config.ensure (Artillery's
+       * ensure plugin takes either). */
       static const char *const pkeys[] = {"expect", "ensure", "metrics-by-endpoint", NULL};
       if (rc__want(l, val, YAML_MAPPING_NODE, "config.plugins") != 0 ||
           rc__keys(l, val, "config.plugins", pkeys) != 0) {
         return -1;
+      }
+      RC_FOREACH_PAIR(l, val, pkey, pval) {
+        if (strcmp(pkey, "ensure") == 0 && pval->type == YAML_MAPPING_NODE &&
+            rc__ensure(l, pval) != 0) {
+          return -1;
+        }
       }
     }
     if (rc != 0) {
@@ -1547,6 +1562,7 @@ static void rc__free_step(rc_step_t *s) {
   free(s->body);
   rc__free_kvs(s->headers, s->nheaders);
   rc__free_kvs(s->qs, s->nqs);
+  rc__free_kvs(s->cookies, s->ncookies);
   for (size_t i = 0; i < s->ncaptures; i++) {
     free(s->captures[i].path);
     free(s->captures[i].as);
@@ -1595,6 +1611,7 @@ void rc_file_free(rc_file_t *f) {
   }
   free(f->payloads);
   rc__free_kvs(f->default_headers, f->ndefault_headers);
+  rc__free_kvs(f->default_cookies, f->ndefault_cookies);
   for (size_t i = 0; i < f->nensures; i++) {
     free(f->ensures[i].text);
   }

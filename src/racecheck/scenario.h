@@ -74,6 +74,9 @@ struct rc_step {
   size_t nheaders;
   rc_kv_t *qs;
   size_t nqs;
+  rc_kv_t *cookies; /* `cookie`: name -> template, put in the jar */
+  size_t ncookies;
+  int no_redirect; /* followRedirect: false */
   rc_capture_t *captures;
   size_t ncaptures;
   rc_expect_t *expects;
@@ -170,6 +173,8 @@ typedef struct rc_file {
   uint64_t timeout_ns;
   rc_kv_t *default_headers;
   size_t ndefault_headers;
+  rc_kv_t *default_cookies; /* config.defaults.cookie */
+  size_t ndefault_cookies;
   rc_ensure_t *ensures;
   size_t nensures;
   rc_scn_t *scenarios;

@@ -421,12 +421,138 @@ static void test_cli_exit_codes(void **state) {
   free(fails);
 }
 
+/* Every check of r held (fail with the first that did not). */
+static void all_held(const rc_result_t *r) {
+  for (size_t i = 0; i < r->nchecks; i++) {
+    if (!r->checks[i].ok) {
+      fail_msg("%s: %s (%s)", r->checks[i].name, r->checks[i].detail ? r->checks[i].detail : "",
+               r->checks[i].request ? r->checks[i].request : "");
+    }
+  }
+}
+
+static void test_cookie_jar(void **state) {
+  (void)state;
+  /* Artillery keeps a cookie jar per virtual user: what the target sets
+   * is sent back, by path and domain; a `cookie` key adds to it */
+  const char *text =
+      "config:\n"
+      "  phases: [{burst: {connections: 3}}]\n"
+      "  defaults: {cookie: {lang: en}}\n"
+      "scenarios:\n"
+      "  - flow:\n"
+      "      - get: {url: /cookies, expect: [{expr: \"json.cookie == 'lang=en'\"}]}\n"
+      "      - get: {url: /setcookie}\n"
+      "      - get: {url: /cookies, expect: [{expr: \"json.cookie == 'lang=en; sid=abc123'\"}]}\n"
+      "      - get:\n"
+      "          url: /other/cookies\n"
+      "          cookie: {theme: \"dark-{{ $round }}\"}\n"
+      /* cookies set by the file take the request's default path (/other),
+       * as tough-cookie does: lang is then there twice */
+      "          expect: [{expr: \"json.cookie == 'scoped=1; lang=en; theme=dark-1; lang=en; "
+      "sid=abc123'\"}]\n"
+      "      - get: {url: /redircookie, expect: [{expr: \"json.cookie == 'lang=en; sid=abc123; "
+      "hop=1'\"}]}\n"
+      "      - get:\n"
+      "          url: /cookies\n"
+      "          headers: {cookie: mine=1}\n"
+      "          expect: [{expr: \"json.cookie == 'mine=1'\"}]\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 2), 0);
+  all_held(&r);
+  assert_int_equal(r.total.status[200], 3 * 6);
+  rc_result_free(&r);
+}
+
+static void test_redirects(void **state) {
+  (void)state;
+  /* followed unless followRedirect: false; 303 turns a POST into a GET
+   * without a body, 307 keeps both; each hop is an answer */
+  const char *text =
+      "config:\n"
+      "  phases: [{burst: {connections: 2}}]\n"
+      "scenarios:\n"
+      "  - flow:\n"
+      "      - get: {url: /redir, expect: [{statusCode: 200}, {expr: \"json.data == 'ok'\"}]}\n"
+      "      - post: {url: /redir307, json: {a: 1}, expect: [{expr: \"json.a == 1\"}]}\n"
+      "      - post: {url: /redir303, json: {a: 1}, expect: [{expr: \"json == null\"}]}\n"
+      "      - get: {url: /redirrel/a, expect: [{expr: \"json.rel == true\"}]}\n"
+      "      - get: {url: /redir, followRedirect: false, expect: [{statusCode: 302}]}\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  all_held(&r);
+  assert_int_equal(r.total.status[302], 2 * 3);
+  assert_int_equal(r.total.status[307], 2);
+  assert_int_equal(r.total.status[303], 2);
+  assert_int_equal(r.total.status[200], 2 * 4);
+  rc_result_free(&r);
+  /* a redirect loop stops after 10 hops and fails the virtual user */
+  const char *loop = "config:\n"
+                     "  phases: [{burst: {connections: 1}}]\n"
+                     "scenarios:\n"
+                     "  - flow:\n"
+                     "      - get: {url: /redirloop}\n";
+  assert_int_equal(run_text(loop, &r, NULL, 1), 0);
+  assert_int_equal(r.total.status[302], 11);
+  assert_int_equal(r.total.vu_failed, 1);
+  const rc_check_t *c = find_check(&r, "expect", "redirects");
+  assert_false(c->ok);
+  assert_non_null(strstr(c->detail, "more than 10 redirects"));
+  rc_result_free(&r);
+}
+
+static void test_url_encoding(void **state) {
+  (void)state;
+  /* a template that renders a space (or quotes, braces) is percent-encoded
+   * after rendering, as Artillery's URL parser does; '%' stays */
+  const char *text =
+      "config:\n"
+      "  phases: [{burst: {connections: 1}}]\n"
+      "  variables: {who: 'hide on \"bush\" {x}', pct: 'a%20b'}\n"
+      "scenarios:\n"
+      "  - flow:\n"
+      "      - get:\n"
+      "          url: \"/base/summoner/{{ who }}?q={{ who }}#frag\"\n"
+      "          expect: [{expr: \"json.target == "
+      "'/base/summoner/hide%20on%20%22bush%22%20%7Bx%7D?q=hide%20on%20%22bush%22%20{x}'\"}]\n"
+      "      - get:\n"
+      "          url: \"/base/{{ pct }}\"\n"
+      "          expect: [{expr: \"json.target == '/base/a%20b'\"}]\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  all_held(&r);
+  assert_int_equal(r.total.status[200], 2);
+  rc_result_free(&r);
+}
+
+static void test_plugins_ensure(void **state) {
+  (void)state;
+  /* Artillery's ensure plugin reads config.plugins.ensure too: a threshold
+   * there is checked (a latency limit of 0 ms cannot hold) */
+  const char *text = "config:\n"
+                     "  phases: [{burst: {connections: 2}}]\n"
+                     "  plugins:\n"
+                     "    ensure:\n"
+                     "      thresholds: [{\"http.response_time.p99\": 0}]\n"
+                     "      maxErrorRate: 50\n"
+                     "scenarios:\n"
+                     "  - flow:\n"
+                     "      - get: {url: /ok}\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  assert_false(find_check(&r, "ensure", "p99")->ok);
+  assert_true(find_check(&r, "ensure", "error rate")->ok);
+  rc_result_free(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
       cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
       cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_prefix_and_query),
       cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_cookie_jar),          cmocka_unit_test(test_redirects),
+      cmocka_unit_test(test_url_encoding),        cmocka_unit_test(test_plugins_ensure),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
