@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -210,6 +211,7 @@ typedef struct rc_common {
   const char *target;
   int threads;
   uint64_t seed;
+  int seeded; /* --seed given */
   json_t *vars;
   const char *json_path, *html_path, *history_path;
   int quiet, verbose;
@@ -258,6 +260,7 @@ static int rc__common_opt(rc_common_t *c, int ch, const char *arg, const char *c
       return -1;
     }
     c->seed = s;
+    c->seeded = 1;
     return 1;
   }
   case 'v': {
@@ -309,6 +312,15 @@ static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
   ro.file = f;
   ro.target = c->target;
   ro.threads = c->threads;
+  if (!c->seeded) {
+    /* a fresh seed per run, so that $randomString, $uuid and friends differ
+     * from one run to the next; it is printed, and --seed replays it */
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+      rnd = (uint32_t)(rc_wall_ms() ^ ((uint64_t)getpid() << 16));
+    }
+    c->seed = rnd;
+  }
   ro.seed = c->seed;
   ro.vars = c->vars;
   ro.history_path = c->history_path;
@@ -316,6 +328,8 @@ static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
   ro.verbose = c->verbose;
   rc_result_t r;
   rc_result_init(&r);
+  r.seeded = 1;
+  r.seed = c->seed;
   rc_err_t err = {0};
   r.exit_code = rc_run(&ro, &r, &err);
   r.mode = mode;

@@ -68,6 +68,22 @@ void rc_report_live(FILE *f, double elapsed_s, const rc_tick_t *t) {
   fflush(f);
 }
 
+char *rc_result_warning(const rc_result_t *r) {
+  const rc_stats_t *s = &r->total;
+  uint64_t bad = 0;
+  for (int i = 400; i < 600 && i < RC_STATUS_MAX; i++) {
+    bad += s->status[i];
+  }
+  if (s->responses == 0 || bad * 2 <= s->responses) {
+    return NULL;
+  }
+  return rc_xasprintf("%llu of %llu answers (%.0f%%) were 4xx/5xx errors: the target may be "
+                      "wrong (URL, port, prefix, credentials) and the run may have tested "
+                      "nothing",
+                      (unsigned long long)bad, (unsigned long long)s->responses,
+                      100.0 * (double)bad / (double)s->responses);
+}
+
 void rc_report_text(FILE *f, const rc_result_t *r) {
   const rc_stats_t *s = &r->total;
   uint64_t errs = rc_stats_errors(s);
@@ -130,6 +146,10 @@ void rc_report_text(FILE *f, const rc_result_t *r) {
   if (r->max_rss_kib > 0) {
     fprintf(f, "  memory          %.1f MiB peak RSS\n", (double)r->max_rss_kib / 1024.0);
   }
+  if (r->seeded) {
+    fprintf(f, "  seed            %llu (replay with --seed %llu)\n", (unsigned long long)r->seed,
+            (unsigned long long)r->seed);
+  }
   if (r->nchecks) {
     size_t failed = rc_result_failed(r);
     fprintf(f, "  checks          %zu passed, %zu failed\n", r->nchecks - failed, failed);
@@ -150,6 +170,11 @@ void rc_report_text(FILE *f, const rc_result_t *r) {
         fprintf(f, "         requests involved: %s\n", c->requests);
       }
     }
+  }
+  char *warn = rc_result_warning(r);
+  if (warn) {
+    fprintf(f, "  WARNING         %s\n", warn);
+    free(warn);
   }
   fprintf(f, "  result          %s\n",
           r->exit_code == RC_EXIT_OK ? "PASS"
@@ -264,6 +289,18 @@ void rc_report_json_buf(rc_buf_t *b, const rc_result_t *r) {
   }
   rc_buf_printf(b, ",\n  \"ok\": %s,\n  \"exit_code\": %d", r->exit_code == 0 ? "true" : "false",
                 r->exit_code);
+  if (r->seeded) {
+    rc_buf_printf(b, ",\n  \"seed\": %llu", (unsigned long long)r->seed);
+  } else {
+    rc_buf_puts(b, ",\n  \"seed\": null");
+  }
+  char *warn = rc_result_warning(r);
+  rc_buf_puts(b, ",\n  \"warnings\": [");
+  if (warn) {
+    rc__jstr(b, warn);
+    free(warn);
+  }
+  rc_buf_puts(b, "]");
   rc_buf_printf(b,
                 ",\n  \"requests\": {\"sent\": %llu, \"answered\": %llu, \"errors\": %llu, "
                 "\"rate\": ",
@@ -591,6 +628,8 @@ int rc_report_html(const char *path, const rc_result_t *r) {
                   "svg{display:block;margin:12px 0;background:#fafafa;border:1px solid #eee}"
                   ".t{font-size:14px;font-weight:600}.a{font-size:11px;fill:#444}"
                   ".l{font-size:11px;fill:#fff}.g{stroke:#e5e5e5}"
+                  ".warn{background:#fef3c7;border:2px solid #d97706;padding:8px 12px;"
+                  "font-weight:600}"
                   "code{background:#f3f3f3;padding:1px 3px}</style></head><body>\n");
   rc_buf_puts(&b, "<h1>racecheck ");
   rc_buf_html_escape(&b, r->mode ? r->mode : "");
@@ -598,6 +637,13 @@ int rc_report_html(const char *path, const rc_result_t *r) {
   rc_buf_html_escape(&b, r->target ? r->target : "");
   rc_buf_printf(&b, " &mdash; <span class=\"%s\">%s</span></h1>\n",
                 r->exit_code == 0 ? "ok" : "fail", r->exit_code == 0 ? "PASS" : "FAIL");
+  char *warn = rc_result_warning(r);
+  if (warn) {
+    rc_buf_puts(&b, "<p class=\"warn\">Warning: ");
+    rc_buf_html_escape(&b, warn);
+    rc_buf_puts(&b, ".</p>\n");
+    free(warn);
+  }
   char when[40];
   rc__iso_time(when, sizeof when, r->started_wall_ms);
   double dur = r->duration_s > 0 ? r->duration_s : 1e-9;
@@ -628,6 +674,10 @@ int rc_report_html(const char *path, const rc_result_t *r) {
                   "<tr><th>scenarios</th><td>%llu started, %llu completed, %llu failed</td></tr>",
                   (unsigned long long)s->vu_created, (unsigned long long)s->vu_completed,
                   (unsigned long long)s->vu_failed);
+  }
+  if (r->seeded) {
+    rc_buf_printf(&b, "<tr><th>seed</th><td>%llu (replay with <code>--seed %llu</code>)</td></tr>",
+                  (unsigned long long)r->seed, (unsigned long long)r->seed);
   }
   rc_buf_puts(&b, "</table>\n");
   if (r->nchecks) {

@@ -54,6 +54,8 @@ typedef struct rc_result {
   size_t nchecks, checks_cap;
   long max_rss_kib;
   int exit_code;
+  int seeded;    /* run/burst: `seed` is the seed of the random generators */
+  uint64_t seed; /* printed so that --seed N replays the run */
 } rc_result_t;
 
 void rc_result_init(rc_result_t *r);
@@ -64,6 +66,11 @@ rc_check_t *rc_result_add_check(rc_result_t *r, const char *kind, char *name, in
                                 char *request);
 /* Number of failed checks. */
 size_t rc_result_failed(const rc_result_t *r);
+
+/* When most answers were 4xx/5xx, a sentence saying so (a run whose checks
+ * all held may then have tested nothing: a wrong URL, a missing token);
+ * else NULL. Every report format shows it. The caller frees. */
+char *rc_result_warning(const rc_result_t *r);
 
 /* Human summary (the end-of-run text). */
 void rc_report_text(FILE *f, const rc_result_t *r);

@@ -545,14 +545,125 @@ static void test_plugins_ensure(void **state) {
   rc_result_free(&r);
 }
 
+/* The request targets recorded in a history file, in request order. */
+static char *history_urls(const char *path) {
+  char *txt = NULL;
+  size_t len = 0;
+  assert_int_equal(rc_read_file(path, &txt, &len), 0);
+  rc_buf_t out = {0};
+  for (char *p = strstr(txt, "\"url\":"); p; p = strstr(p + 1, "\"url\":")) {
+    size_t n = strcspn(p, "}");
+    rc_buf_append(&out, p, n);
+    rc_buf_putc(&out, '\n');
+  }
+  free(txt);
+  unlink(path);
+  return rc_buf_steal(&out);
+}
+
+static void test_seed(void **state) {
+  (void)state;
+  /* a fresh seed per run ($randomString differs between runs), printed in
+   * report.json; --seed N replays the same values */
+  char *file = write_file("seed.yml", "config:\n  phases: [{burst: {connections: 1}}]\n"
+                                      "scenarios:\n  - flow:\n"
+                                      "      - get: {url: \"/base/{{ $randomString(12) }}\"}\n"
+                                      "      - get: {url: \"/base/{{ $uuid }}\"}\n");
+  char *hist = rc_xasprintf("%s/h.jsonl", dir);
+  char *json = rc_xasprintf("%s/seed.json", dir);
+  char *urls[4];
+  for (int i = 0; i < 4; i++) {
+    if (i < 2) {
+      assert_int_equal(cli(rc_cli_run, 0, 11, "run", "-q", "-t", "1", "--target", target,
+                           "--history", hist, "-o", json, file),
+                       0);
+    } else {
+      assert_int_equal(cli(rc_cli_run, 0, 13, "run", "-q", "-t", "1", "--seed", "42", "--target",
+                           target, "--history", hist, "-o", json, file),
+                       0);
+    }
+    urls[i] = history_urls(hist);
+    assert_non_null(urls[i]);
+    char *txt = NULL;
+    size_t len = 0;
+    assert_int_equal(rc_read_file(json, &txt, &len), 0);
+    assert_non_null(strstr(txt, "\"seed\": "));
+    if (i >= 2) {
+      assert_non_null(strstr(txt, "\"seed\": 42,"));
+    }
+    free(txt);
+  }
+  assert_string_not_equal(urls[0], urls[1]); /* fresh: different values */
+  assert_string_equal(urls[2], urls[3]);     /* replayed: the same */
+  for (int i = 0; i < 4; i++) {
+    free(urls[i]);
+  }
+  free(hist);
+  free(json);
+  free(file);
+}
+
+static void test_error_warning(void **state) {
+  (void)state;
+  /* every answer 4xx/5xx and no check failed: PASS, with a warning in the
+   * text, report.json and the HTML report */
+  char *file = write_file("err.yml", "config:\n  phases: [{burst: {connections: 4}}]\n"
+                                     "scenarios:\n  - flow:\n      - get: {url: /status/500}\n");
+  char *json = rc_xasprintf("%s/err.json", dir);
+  char *html = rc_xasprintf("%s/err.html", dir);
+  char *out = rc_xasprintf("%s/err.txt", dir);
+  fflush(stdout);
+  int saved = dup(STDOUT_FILENO);
+  FILE *o = freopen(out, "w", stdout);
+  assert_non_null(o);
+  int rc = cli(rc_cli_run, 0, 8, "run", "--target", target, "-o", json, "--html", html, file);
+  fflush(stdout);
+  dup2(saved, STDOUT_FILENO);
+  close(saved);
+  assert_int_equal(rc, 0);
+  const char *paths[] = {out, json, html};
+  for (int i = 0; i < 3; i++) {
+    char *txt = NULL;
+    size_t len = 0;
+    assert_int_equal(rc_read_file(paths[i], &txt, &len), 0);
+    if (!strstr(txt, "4 of 4 answers (100%) were 4xx/5xx")) {
+      fail_msg("no warning in %s", paths[i]);
+    }
+    free(txt);
+  }
+  /* a mostly healthy run has none */
+  char *fine = write_file("fine.yml", "config:\n  phases: [{burst: {connections: 4}}]\n"
+                                      "scenarios:\n  - flow:\n      - get: {url: /ok}\n"
+                                      "      - get: {url: /status/404}\n");
+  assert_int_equal(cli(rc_cli_run, 0, 7, "run", "-q", "--target", target, "-o", json, fine), 0);
+  char *txt = NULL;
+  size_t len = 0;
+  assert_int_equal(rc_read_file(json, &txt, &len), 0);
+  assert_non_null(strstr(txt, "\"warnings\": []"));
+  free(txt);
+  free(fine);
+  free(file);
+  free(json);
+  free(html);
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
-      cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
-      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_prefix_and_query),
-      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
-      cmocka_unit_test(test_cookie_jar),          cmocka_unit_test(test_redirects),
-      cmocka_unit_test(test_url_encoding),        cmocka_unit_test(test_plugins_ensure),
+      cmocka_unit_test(test_burst_invariants),
+      cmocka_unit_test(test_open_model_flows),
+      cmocka_unit_test(test_expectation_failure),
+      cmocka_unit_test(test_network_errors_counted),
+      cmocka_unit_test(test_burst_rounds),
+      cmocka_unit_test(test_target_prefix_and_query),
+      cmocka_unit_test(test_target_down),
+      cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_cookie_jar),
+      cmocka_unit_test(test_redirects),
+      cmocka_unit_test(test_url_encoding),
+      cmocka_unit_test(test_plugins_ensure),
+      cmocka_unit_test(test_seed),
+      cmocka_unit_test(test_error_warning),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
