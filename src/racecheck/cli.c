@@ -541,6 +541,10 @@ int rc_cli_run(int argc, char **argv, int check_only) {
            argv[optind], f->nphases, f->nphases == 1 ? "" : "s", f->nscenarios,
            f->nscenarios == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s", f->ninvariants,
            f->ninvariants == 1 ? "" : "s");
+    if (!c.target && f->target && strncasecmp(f->target, "https://", 8) == 0) {
+      printf("note: config.target is https; racecheck speaks plain HTTP only: run it with "
+             "--target http://HOST:PORT\n");
+    }
     ret = RC_EXIT_OK;
     goto done;
   }

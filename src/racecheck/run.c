@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -2027,6 +2028,13 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
   const char *target = o->target ? o->target : f->target;
   if (!target) {
     rc_err_set(err, 0, 0, "no target: set config.target or pass --target URL");
+    return RC_EXIT_USAGE;
+  }
+  if (!o->target && strncasecmp(target, "https://", 8) == 0) {
+    rc_err_set(err, 0, 0,
+               "config.target is %s, but racecheck speaks plain HTTP only (no TLS): give "
+               "--target http://HOST:PORT to test a plain-HTTP instance of the service",
+               target);
     return RC_EXIT_USAGE;
   }
   if (rc_url_parse(target, &r->target, err) != 0) {

@@ -224,7 +224,7 @@ static void test_errors(void **state) {
        "unknown key 'arivalRate' in config.phases[0]"},
       {"config:\n  target: http://x:1\n  tagret: 1\n", 3, "unknown key 'tagret' in config"},
       {"config:\n  phases:\n    - duration: 1\n      arrivalRate: 1\n%s  - bogus: 1\n", 0, NULL},
-      {"config:\n  target: https://x\n", 2, "only http://"},
+      {"config:\n  target: ftp://x\n", 2, "only http://"},
       {"config:\n  target: nourl\n", 2, "invalid URL"},
       {"config:\n  target: \"/x\"\n", 2, "must be absolute"},
       {"config:\n  phases:\n    - arrivalRate: 1\n", 3, "needs a duration"},
