@@ -78,7 +78,7 @@ double rc_rng_double(rc_rng_t *r);
 /* An error message with an optional position, filled by the loaders and the
  * expression parser. line/col are 1-based; 0 means "no position". */
 typedef struct rc_err {
-  char msg[512];
+  char msg[4096]; /* room for every blocker of a scenario file */
   int line;
   int col;
 } rc_err_t;

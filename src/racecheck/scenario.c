@@ -1410,6 +1410,175 @@ static int rc__root(rc_ld_t *l, const yaml_node_t *root) {
   return 0;
 }
 
+/* --------------------------------------------------------------- blockers */
+
+/* Features of Artillery scripts that racecheck does not run: JavaScript
+ * (processor files, function steps, hooks, whileTrue) and other engines.
+ * They are all found in one walk, before anything else is checked, so that
+ * a user learns every one of them at once with its line -- never a bare
+ * "unknown key". */
+#define RC_MAX_BLOCKERS 20
+
+typedef struct rc_scan {
+  rc_ld_t *l;
+  rc_buf_t out;
+  size_t n;
+  unsigned char *seen; /* flows already scanned (aliases), by node index */
+  size_t nnodes;
+  int line, col; /* of the first blocker */
+} rc_scan_t;
+
+static void rc__blocker(rc_scan_t *sc, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rc__blocker(rc_scan_t *sc, const yaml_node_t *n, const char *fmt, ...) {
+  if (sc->n == 0) {
+    sc->line = (int)n->start_mark.line + 1;
+    sc->col = (int)n->start_mark.column + 1;
+  }
+  if (sc->n++ >= RC_MAX_BLOCKERS) {
+    return;
+  }
+  char msg[300];
+  va_list ap;
+  va_start(ap, fmt);
+  // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started on the line above
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  rc_buf_printf(&sc->out, "\n  %s:%d:%d: %s", sc->l->path ? sc->l->path : "<scenario>",
+                (int)n->start_mark.line + 1, (int)n->start_mark.column + 1, msg);
+}
+
+static int rc__is_hook(const char *k) {
+  static const char *const hooks[] = {"beforeRequest", "afterResponse", "beforeScenario",
+                                      "afterScenario", "onError",       NULL};
+  for (const char *const *h = hooks; *h; h++) {
+    if (strcmp(*h, k) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void rc__scan_hook(rc_scan_t *sc, const yaml_node_t *k, const char *name) {
+  rc__blocker(sc, k,
+              "'%s' hooks call JavaScript functions (from config.processor), which racecheck "
+              "does not run",
+              name);
+}
+
+static void rc__scan_flow(rc_scan_t *sc, const yaml_node_t *flow) {
+  if (!flow || flow->type != YAML_SEQUENCE_NODE) {
+    return;
+  }
+  size_t idx = (size_t)(flow - sc->l->doc.nodes.start);
+  if (idx < sc->nnodes) {
+    if (sc->seen[idx]) {
+      return; /* an alias of a flow already scanned */
+    }
+    sc->seen[idx] = 1;
+  }
+  rc_ld_t *l = sc->l;
+  for (yaml_node_item_t *i = flow->data.sequence.items.start; i < flow->data.sequence.items.top;
+       i++) {
+    yaml_node_t *st = rc__node(l, *i);
+    if (!st || st->type != YAML_MAPPING_NODE) {
+      continue;
+    }
+    RC_FOREACH_PAIR(l, st, key, val) {
+      yaml_node_t *k = rc__node(l, key_pair->key);
+      if (strcmp(key, "function") == 0) {
+        rc__blocker(sc, k,
+                    "'function' steps run JavaScript (from config.processor), which racecheck "
+                    "does not run");
+      } else if (strcmp(key, "whileTrue") == 0) {
+        rc__blocker(sc, k,
+                    "'whileTrue' loops call a JavaScript function, which racecheck does not run "
+                    "(use count or over)");
+      } else if (strcmp(key, "loop") == 0 || strcmp(key, "parallel") == 0) {
+        rc__scan_flow(sc, val);
+      } else if (rc__method_upper(key) && val->type == YAML_MAPPING_NODE) {
+        RC_FOREACH_PAIR(l, val, rkey, rval) {
+          (void)rval;
+          if (rc__is_hook(rkey)) {
+            rc__scan_hook(sc, rc__node(l, rkey_pair->key), rkey);
+          }
+        }
+      }
+    }
+  }
+}
+
+static void rc__scan_engine(rc_scan_t *sc, const yaml_node_t *n, const char *engine,
+                            const char *where) {
+  rc__blocker(sc, n,
+              "%s '%s': racecheck runs HTTP scenarios only (no WebSocket, Socket.IO, Playwright "
+              "or other engines)",
+              where, engine);
+}
+
+/* Returns the number of blockers; their lines are in sc->out. */
+static size_t rc__scan(rc_scan_t *sc, const yaml_node_t *root) {
+  rc_ld_t *l = sc->l;
+  if (!root || root->type != YAML_MAPPING_NODE) {
+    return 0;
+  }
+  sc->nnodes = (size_t)(l->doc.nodes.top - l->doc.nodes.start);
+  sc->seen = rc_xcalloc(sc->nnodes + 1, 1);
+  RC_FOREACH_PAIR(l, root, key, val) {
+    if (strcmp(key, "config") == 0 && val->type == YAML_MAPPING_NODE) {
+      RC_FOREACH_PAIR(l, val, ckey, cval) {
+        yaml_node_t *k = rc__node(l, ckey_pair->key);
+        if (strcmp(ckey, "processor") == 0) {
+          rc__blocker(sc, k,
+                      "config.processor loads a JavaScript file, which racecheck does not run");
+        } else if (strcmp(ckey, "engines") == 0 && cval->type == YAML_MAPPING_NODE) {
+          RC_FOREACH_PAIR(l, cval, ekey, eval) {
+            (void)eval;
+            if (strcmp(ekey, "http") != 0) {
+              rc__scan_engine(sc, rc__node(l, ekey_pair->key), ekey, "config.engines:");
+            }
+          }
+        }
+      }
+    } else if (strcmp(key, "scenarios") == 0 && val->type == YAML_SEQUENCE_NODE) {
+      for (yaml_node_item_t *i = val->data.sequence.items.start; i < val->data.sequence.items.top;
+           i++) {
+        yaml_node_t *scn = rc__node(l, *i);
+        if (!scn || scn->type != YAML_MAPPING_NODE) {
+          continue;
+        }
+        const yaml_node_t *flow = NULL;
+        int other_engine = 0;
+        RC_FOREACH_PAIR(l, scn, skey, sval) {
+          yaml_node_t *k = rc__node(l, skey_pair->key);
+          if (strcmp(skey, "engine") == 0 && rc__is_scalar(sval) &&
+              strcmp(rc__str(sval), "http") != 0) {
+            rc__scan_engine(sc, sval, rc__str(sval), "engine");
+            other_engine = 1;
+          } else if (rc__is_hook(skey)) {
+            rc__scan_hook(sc, k, skey);
+          } else if (strcmp(skey, "flow") == 0) {
+            flow = sval;
+          }
+        }
+        if (!other_engine) { /* another engine's steps are no news */
+          rc__scan_flow(sc, flow);
+        }
+      }
+    } else if ((strcmp(key, "before") == 0 || strcmp(key, "after") == 0) &&
+               val->type == YAML_MAPPING_NODE) {
+      RC_FOREACH_PAIR(l, val, bkey, bval) {
+        if (strcmp(bkey, "flow") == 0) {
+          rc__scan_flow(sc, bval);
+        }
+      }
+    }
+  }
+  free(sc->seen);
+  sc->seen = NULL;
+  return sc->n;
+}
+
 /* --------------------------------------------------------------- public */
 
 uint32_t rc_file_add_stepinfo(rc_file_t *f, const char *name, const char *scenario,
@@ -1517,7 +1686,17 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
     f->dir = slash ? rc_xstrndup(path, (size_t)(slash - path)) : rc_xstrdup(".");
   }
   yaml_node_t *root = yaml_document_get_root_node(&l.doc);
-  int rc = rc__root(&l, root);
+  rc_scan_t sc = {.l = &l};
+  int rc;
+  if (rc__scan(&sc, root) > 0) {
+    rc_err_set(err, sc.line, sc.col, "%s: %zu feature%s racecheck does not run:%s%s",
+               path ? path : "<scenario>", sc.n, sc.n == 1 ? "" : "s", sc.out.data,
+               sc.n > RC_MAX_BLOCKERS ? "\n  ..." : "");
+    rc = -1;
+  } else {
+    rc = rc__root(&l, root);
+  }
+  rc_buf_free(&sc.out);
   yaml_document_delete(&l.doc);
   if (rc != 0) {
     rc_file_free(f);

@@ -299,14 +299,14 @@ static void test_errors(void **state) {
        5, "not both"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - loop: []\n        "
        "whileTrue: f\n",
-       6, "unknown key 'whileTrue' in a loop step"},
+       6, "'whileTrue' loops call a JavaScript function"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\n    weight: 0\n", 4,
        "add up to 0"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - name: x\n", 4, "needs a flow"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\n    engine: ws\n", 5,
-       "only the http engine"},
+       "HTTP scenarios only"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\n    beforeScenario: f\n", 5,
-       "unknown key 'beforeScenario' in scenarios[0]"},
+       "'beforeScenario' hooks call JavaScript functions"},
       {"config:\n  phases: [{pause: 1}]\nscenarios: []\n", 3, "scenarios is empty"},
       {"config:\n  phases: [{pause: 1}]\n", 1, "needs scenarios"},
       {"config:\n  target: http://x:1\nscenarios:\n  - flow: []\n", 2, "needs phases"},
@@ -397,6 +397,66 @@ static void test_alias_bomb(void **state) {
   rc_file_t *f = load(text, &err);
   assert_null(f);
   assert_non_null(strstr(err.msg, "too large"));
+}
+
+static void test_all_blockers(void **state) {
+  (void)state;
+  /* every JavaScript hook and other engine is named, with its line, all at
+   * once: never "unknown key", never only the first */
+  const char *text = "config:\n"                                  /* 1 */
+                     "  target: http://127.0.0.1:1\n"             /* 2 */
+                     "  processor: ./funcs.js\n"                  /* 3 */
+                     "  engines: {playwright: {}}\n"              /* 4 */
+                     "  phases: [{pause: 1}]\n"                   /* 5 */
+                     "before:\n  flow:\n    - function: seed\n"   /* 6-8 */
+                     "scenarios:\n"                               /* 9 */
+                     "  - beforeScenario: a\n"                    /* 10 */
+                     "    afterScenario: b\n"                     /* 11 */
+                     "    beforeRequest: c\n"                     /* 12 */
+                     "    afterResponse: d\n"                     /* 13 */
+                     "    flow:\n"                                /* 14 */
+                     "      - get: {url: /, beforeRequest: e}\n"  /* 15 */
+                     "      - post: {url: /, afterResponse: f}\n" /* 16 */
+                     "      - loop: [{function: g}]\n"            /* 17 */
+                     "        whileTrue: h\n"                     /* 18 */
+                     "  - engine: socketio\n"                     /* 19 */
+                     "    flow: [{emit: {channel: x}}]\n"         /* 20 */
+                     "  - engine: ws\n"                           /* 21 */
+                     "    flow: [{send: x}]\n";                   /* 22 */
+  static const struct {
+    int line;
+    const char *what;
+  } want[] = {{3, "config.processor loads a JavaScript file"},
+              {4, "config.engines: 'playwright'"},
+              {8, "'function' steps run JavaScript"},
+              {10, "'beforeScenario' hooks"},
+              {11, "'afterScenario' hooks"},
+              {12, "'beforeRequest' hooks"},
+              {13, "'afterResponse' hooks"},
+              {15, "'beforeRequest' hooks"},
+              {16, "'afterResponse' hooks"},
+              {17, "'function' steps"},
+              {18, "'whileTrue' loops"},
+              {19, "engine 'socketio'"},
+              {21, "engine 'ws'"}};
+  rc_err_t err = {0};
+  assert_null(load(text, &err));
+  if (!strstr(err.msg, "13 features racecheck does not run")) {
+    fail_msg("%s", err.msg);
+  }
+  assert_int_equal(err.line, 3);
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "scenario.yml:%d:", want[i].line);
+    const char *at = strstr(err.msg, needle);
+    while (at && strncmp(strchr(at, ' ') + 1, want[i].what, strlen(want[i].what)) != 0) {
+      at = strstr(at + 1, needle);
+    }
+    if (!at) {
+      fail_msg("line %d: no '%s' in\n%s", want[i].line, want[i].what, err.msg);
+    }
+  }
+  assert_null(strstr(err.msg, "unknown key"));
 }
 
 static double now_s(void) {
@@ -520,7 +580,7 @@ int main(void) {
       cmocka_unit_test(test_full_file),     cmocka_unit_test(test_article_file),
       cmocka_unit_test(test_errors),        cmocka_unit_test(test_defaults_and_names),
       cmocka_unit_test(test_alias_bomb),    cmocka_unit_test(test_burst_file),
-      cmocka_unit_test(test_hostile_files),
+      cmocka_unit_test(test_hostile_files), cmocka_unit_test(test_all_blockers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
