@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -277,23 +278,34 @@ int rc_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out_ns) {
   if (errno || end == s || !(v >= 0) || isinf(v)) {
     return -1;
   }
+  /* units as the `ms` library reads them (Artillery's durations: "0.5 min",
+   * "9 seconds", "2h"), case-insensitive, spaces allowed before the unit;
+   * plus ns and us */
+  static const struct {
+    const char *name;
+    double ns;
+  } units[] = {{"ns", 1},         {"us", 1e3},          {"ms", 1e6},           {"msec", 1e6},
+               {"msecs", 1e6},    {"millisecond", 1e6}, {"milliseconds", 1e6}, {"s", 1e9},
+               {"sec", 1e9},      {"secs", 1e9},        {"second", 1e9},       {"seconds", 1e9},
+               {"m", 60e9},       {"min", 60e9},        {"mins", 60e9},        {"minute", 60e9},
+               {"minutes", 60e9}, {"h", 3600e9},        {"hr", 3600e9},        {"hrs", 3600e9},
+               {"hour", 3600e9},  {"hours", 3600e9},    {"d", 86400e9},        {"day", 86400e9},
+               {"days", 86400e9}};
+  while (*end == ' ' || *end == '\t') {
+    end++;
+  }
   double mult = (double)unit_ns;
-  if (*end == '\0') {
-    /* bare number */
-  } else if (strcmp(end, "ns") == 0) {
-    mult = 1;
-  } else if (strcmp(end, "us") == 0) {
-    mult = 1e3;
-  } else if (strcmp(end, "ms") == 0) {
-    mult = 1e6;
-  } else if (strcmp(end, "s") == 0) {
-    mult = 1e9;
-  } else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) {
-    mult = 60e9;
-  } else if (strcmp(end, "h") == 0) {
-    mult = 3600e9;
-  } else {
-    return -1;
+  if (*end != '\0') {
+    size_t k;
+    for (k = 0; k < sizeof units / sizeof units[0]; k++) {
+      if (strcasecmp(end, units[k].name) == 0) {
+        break;
+      }
+    }
+    if (k == sizeof units / sizeof units[0]) {
+      return -1;
+    }
+    mult = units[k].ns;
   }
   double ns = v * mult;
   if (ns > 1e18) {

@@ -399,6 +399,46 @@ static void test_alias_bomb(void **state) {
   assert_non_null(strstr(err.msg, "too large"));
 }
 
+static void test_durations(void **state) {
+  (void)state;
+  /* Artillery reads durations with the `ms` library: "0.5 min",
+   * "9 seconds", "2 hours"; a bare number is seconds in a phase */
+  static const struct {
+    const char *s;
+    uint64_t ns;
+  } ok[] = {
+      {"10", 10000000000ull},      {"1.5", 1500000000ull},       {"500ms", 500000000ull},
+      {"0.5 min", 30000000000ull}, {"9 seconds", 9000000000ull}, {"2 hours", 7200000000000ull},
+      {"3 Mins", 180000000000ull}, {"1 sec", 1000000000ull},     {"250 msecs", 250000000ull},
+      {"1d", 86400000000000ull},   {"2m", 120000000000ull},      {"100us", 100000ull}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    uint64_t ns = 0;
+    if (rc_parse_duration(ok[i].s, 1000000000ull, &ns) != 0 || ns != ok[i].ns) {
+      fail_msg("'%s' -> %llu, want %llu", ok[i].s, (unsigned long long)ns,
+               (unsigned long long)ok[i].ns);
+    }
+  }
+  static const char *const bad[] = {"", "x", "5 parsecs", "-1s", "1 s s", "inf"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint64_t ns = 0;
+    if (rc_parse_duration(bad[i], 1000000000ull, &ns) == 0) {
+      fail_msg("'%s' parsed", bad[i]);
+    }
+  }
+  rc_err_t err = {0};
+  rc_file_t *f = load("config:\n  phases:\n    - {duration: \"0.5 min\", arrivalRate: 1}\n"
+                      "    - pause: 9 seconds\n"
+                      "scenarios:\n  - flow:\n      - think: \"1.5 seconds\"\n",
+                      &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  assert_int_equal(f->phases[0].duration_ns, 30000000000ull);
+  assert_int_equal(f->phases[1].duration_ns, 9000000000ull);
+  assert_int_equal(f->scenarios[0].flow.steps[0].think_ns, 1500000000ull);
+  rc_file_free(f);
+}
+
 static void test_all_blockers(void **state) {
   (void)state;
   /* every JavaScript hook and other engine is named, with its line, all at
@@ -581,6 +621,7 @@ int main(void) {
       cmocka_unit_test(test_errors),        cmocka_unit_test(test_defaults_and_names),
       cmocka_unit_test(test_alias_bomb),    cmocka_unit_test(test_burst_file),
       cmocka_unit_test(test_hostile_files), cmocka_unit_test(test_all_blockers),
+      cmocka_unit_test(test_durations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
