@@ -501,9 +501,11 @@ int rc_cli_run(int argc, char **argv, int check_only) {
       {"var", required_argument, NULL, 'v'},
       {"quiet", no_argument, NULL, 'q'},
       {"verbose", no_argument, NULL, OPT_VERBOSE},
+      {"environment", required_argument, NULL, 'e'},
       {NULL, 0, NULL, 0},
   };
   const char *cmd = check_only ? "check" : "run";
+  const char *env = NULL;
   rc_common_t c = {0};
   c.threads = rc__threads_default();
   c.vars = json_object();
@@ -511,7 +513,11 @@ int rc_cli_run(int argc, char **argv, int check_only) {
   rc_file_t *f = NULL;
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc, argv, "t:o:v:q", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "t:o:v:qe:", longopts, NULL)) != -1) {
+    if (ch == 'e') {
+      env = optarg;
+      continue;
+    }
     int h = rc__common_opt(&c, ch, optarg, cmd);
     if (h <= 0) {
       goto done;
@@ -522,7 +528,7 @@ int rc_cli_run(int argc, char **argv, int check_only) {
     goto done;
   }
   rc_err_t err = {0};
-  f = rc_file_load(argv[optind], &err);
+  f = rc_file_load_env(argv[optind], env, &err);
   if (!f) {
     fprintf(stderr, "racecheck %s: %s\n", cmd, err.msg);
     goto done;

@@ -32,6 +32,7 @@ static void rc__usage(FILE *f) {
         "      --html FILE     write a self-contained HTML report\n"
         "      --history FILE  record every request (JSON lines, invoke/complete)\n"
         "  -v, --var K=V       set a variable (repeatable)\n"
+        "  -e, --environment E use config.environments.E (Artillery's -e)\n"
         "      --seed N        replay the random values of a run (default: a fresh seed,\n"
         "                      printed at the end)\n"
         "  -q, --quiet         no live line and no summary\n"

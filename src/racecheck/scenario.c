@@ -1082,8 +1082,8 @@ static int rc__ensure(rc_ld_t *l, const yaml_node_t *n) {
 }
 
 static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
-  static const char *const keys[] = {"target", "phases",  "variables", "payload", "http",
-                                     "ensure", "plugins", "defaults",  NULL};
+  static const char *const keys[] = {"target", "phases",  "variables", "payload",      "http",
+                                     "ensure", "plugins", "defaults",  "environments", NULL};
   rc_file_t *f = l->f;
   if (rc__want(l, n, YAML_MAPPING_NODE, "config") != 0 || rc__keys(l, n, "config", keys) != 0) {
     return -1;
@@ -1410,6 +1410,134 @@ static int rc__root(rc_ld_t *l, const yaml_node_t *root) {
   return 0;
 }
 
+/* --------------------------------------------------------------- environments */
+
+/* `-e NAME` merges config.environments.NAME over config the way Artillery
+ * does (lodash's merge): mappings key by key, recursively; lists element
+ * by element; anything else is replaced. The merged nodes are added to the
+ * document (by index: adding nodes may move them), bounded in number. */
+#define RC_MAX_MERGE 100000
+
+static int rc__merge(rc_ld_t *l, int a, int b, size_t *budget, int depth) {
+  yaml_node_t *na = rc__node(l, a), *nb = rc__node(l, b);
+  if (!na || !nb || depth > RC_MAX_YAML_DEPTH || *budget == 0) {
+    return 0;
+  }
+  (*budget)--;
+  yaml_mark_t mark = na->start_mark;
+  if (na->type == YAML_MAPPING_NODE && nb->type == YAML_MAPPING_NODE) {
+    int m = yaml_document_add_mapping(&l->doc, NULL, YAML_BLOCK_MAPPING_STYLE);
+    if (!m) {
+      return 0;
+    }
+    rc__node(l, m)->start_mark = mark;
+    size_t ca = (size_t)(na->data.mapping.pairs.top - na->data.mapping.pairs.start);
+    size_t cb = (size_t)(nb->data.mapping.pairs.top - nb->data.mapping.pairs.start);
+    for (size_t i = 0; i < ca + cb; i++) {
+      /* re-fetch: adding nodes may have moved them */
+      yaml_node_t *x = rc__node(l, i < ca ? a : b);
+      yaml_node_pair_t pr = x->data.mapping.pairs.start[i < ca ? i : i - ca];
+      const char *k = rc__key_str(rc__node(l, pr.key));
+      int other = 0;
+      yaml_node_t *y = rc__node(l, i < ca ? b : a);
+      for (yaml_node_pair_t *q = y->data.mapping.pairs.start; q < y->data.mapping.pairs.top; q++) {
+        if (strcmp(rc__key_str(rc__node(l, q->key)), k) == 0) {
+          other = q->value;
+        }
+      }
+      int v = pr.value;
+      if (i < ca && other) {
+        v = rc__merge(l, pr.value, other, budget, depth + 1);
+      } else if (i >= ca && other) {
+        continue; /* merged with the base's key above */
+      }
+      if (!v || !yaml_document_append_mapping_pair(&l->doc, m, pr.key, v)) {
+        return 0;
+      }
+    }
+    return m;
+  }
+  if (na->type == YAML_SEQUENCE_NODE && nb->type == YAML_SEQUENCE_NODE) {
+    int sq = yaml_document_add_sequence(&l->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
+    if (!sq) {
+      return 0;
+    }
+    rc__node(l, sq)->start_mark = mark;
+    size_t ca = (size_t)(rc__node(l, a)->data.sequence.items.top -
+                         rc__node(l, a)->data.sequence.items.start);
+    size_t cb = (size_t)(rc__node(l, b)->data.sequence.items.top -
+                         rc__node(l, b)->data.sequence.items.start);
+    for (size_t i = 0; i < (ca > cb ? ca : cb); i++) {
+      int ia = i < ca ? rc__node(l, a)->data.sequence.items.start[i] : 0;
+      int ib = i < cb ? rc__node(l, b)->data.sequence.items.start[i] : 0;
+      int v = ia && ib ? rc__merge(l, ia, ib, budget, depth + 1) : (ia ? ia : ib);
+      if (!v || !yaml_document_append_sequence_item(&l->doc, sq, v)) {
+        return 0;
+      }
+    }
+    return sq;
+  }
+  return b;
+}
+
+/* Apply environment `env` to the document; 0, or -1 with a message. */
+static int rc__environment(rc_ld_t *l, const char *env) {
+  yaml_node_t *root = yaml_document_get_root_node(&l->doc);
+  if (!root || root->type != YAML_MAPPING_NODE) {
+    return 0; /* the usual errors follow */
+  }
+  int root_idx = (int)(root - l->doc.nodes.start) + 1;
+  size_t cfg_pair = 0;
+  int cfg = 0, envs = 0, chosen = 0;
+  for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+       p++) {
+    if (strcmp(rc__key_str(rc__node(l, p->key)), "config") == 0) {
+      cfg = p->value;
+      cfg_pair = (size_t)(p - root->data.mapping.pairs.start);
+    }
+  }
+  yaml_node_t *c = cfg ? rc__node(l, cfg) : NULL;
+  if (c && c->type == YAML_MAPPING_NODE) {
+    RC_FOREACH_PAIR(l, c, key, val) {
+      if (strcmp(key, "environments") == 0) {
+        envs = key_pair->value;
+        if (val->type == YAML_MAPPING_NODE) {
+          RC_FOREACH_PAIR(l, val, ekey, eval) {
+            (void)eval;
+            if (strcmp(ekey, env) == 0) {
+              chosen = ekey_pair->value;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (!chosen) {
+    rc_buf_t names = {0};
+    yaml_node_t *e = envs ? rc__node(l, envs) : NULL;
+    if (e && e->type == YAML_MAPPING_NODE) {
+      RC_FOREACH_PAIR(l, e, ekey, eval) {
+        (void)eval;
+        rc_buf_printf(&names, "%s%s", names.len ? ", " : "", ekey);
+      }
+    }
+    rc__fail(l, e ? e : c, "environment '%s' is not defined in config.environments (defined: %s)",
+             env, names.len ? names.data : "none");
+    rc_buf_free(&names);
+    return -1;
+  }
+  if (rc__node(l, chosen)->type != YAML_MAPPING_NODE) {
+    return rc__fail(l, rc__node(l, chosen), "config.environments.%s must be a mapping", env);
+  }
+  size_t budget = RC_MAX_MERGE;
+  int merged = rc__merge(l, cfg, chosen, &budget, 0);
+  if (!merged || budget == 0) {
+    return rc__fail(l, rc__node(l, chosen), "config.environments.%s is too large to merge", env);
+  }
+  rc__node(l, root_idx)->data.mapping.pairs.start[cfg_pair].value = merged;
+  return 0;
+}
+
 /* --------------------------------------------------------------- blockers */
 
 /* Features of Artillery scripts that racecheck does not run: JavaScript
@@ -1651,6 +1779,11 @@ static int rc__prescan(const char *text, size_t len, const char *path, rc_err_t 
 }
 
 rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_err_t *err) {
+  return rc_file_load_mem_env(text, len, path, NULL, err);
+}
+
+rc_file_t *rc_file_load_mem_env(const char *text, size_t len, const char *path, const char *env,
+                                rc_err_t *err) {
   rc_ld_t l;
   memset(&l, 0, sizeof l);
   l.path = path;
@@ -1685,9 +1818,16 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
     const char *slash = strrchr(path, '/');
     f->dir = slash ? rc_xstrndup(path, (size_t)(slash - path)) : rc_xstrdup(".");
   }
+  l.f = f;
+  int rc;
+  if (env && rc__environment(&l, env) != 0) {
+    yaml_document_delete(&l.doc);
+    rc_file_free(f);
+    return NULL;
+  }
+
   yaml_node_t *root = yaml_document_get_root_node(&l.doc);
   rc_scan_t sc = {.l = &l};
-  int rc;
   if (rc__scan(&sc, root) > 0) {
     rc_err_set(err, sc.line, sc.col, "%s: %zu feature%s racecheck does not run:%s%s",
                path ? path : "<scenario>", sc.n, sc.n == 1 ? "" : "s", sc.out.data,
@@ -1695,6 +1835,13 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
     rc = -1;
   } else {
     rc = rc__root(&l, root);
+    if (rc == 0 && env) {
+      /* Artillery's $environment: the name given with -e */
+      if (!f->variables) {
+        f->variables = json_object();
+      }
+      json_object_set_new(f->variables, "$environment", json_string(env));
+    }
   }
   rc_buf_free(&sc.out);
   yaml_document_delete(&l.doc);
@@ -1706,6 +1853,10 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
 }
 
 rc_file_t *rc_file_load(const char *path, rc_err_t *err) {
+  return rc_file_load_env(path, NULL, err);
+}
+
+rc_file_t *rc_file_load_env(const char *path, const char *env, rc_err_t *err) {
   char *text = NULL;
   size_t len = 0;
   /* the size is checked before reading: a huge file is refused at once */
@@ -1718,7 +1869,7 @@ rc_file_t *rc_file_load(const char *path, rc_err_t *err) {
     }
     return NULL;
   }
-  rc_file_t *f = rc_file_load_mem(text, len, path, err);
+  rc_file_t *f = rc_file_load_mem_env(text, len, path, env, err);
   free(text);
   return f;
 }

@@ -194,6 +194,12 @@ rc_file_t *rc_file_load(const char *path, rc_err_t *err);
  * paths (may be NULL: payload paths are then relative to the current
  * directory). */
 rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_err_t *err);
+/* The same with `-e NAME`: config.environments.NAME merged over config as
+ * Artillery does (mappings key by key, lists element by element), and the
+ * variable $environment set to NAME. env NULL: no environment. */
+rc_file_t *rc_file_load_env(const char *path, const char *env, rc_err_t *err);
+rc_file_t *rc_file_load_mem_env(const char *text, size_t len, const char *path, const char *env,
+                                rc_err_t *err);
 void rc_file_free(rc_file_t *f);
 
 /* Parse a request step out of a one-request description, for the burst

@@ -153,7 +153,8 @@ json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_
       return json_string_nocheck(v);
     }
     if (!(rc__is_gen(p, end, "$loopCount") || rc__is_gen(p, end, "$loopElement") ||
-          rc__is_gen(p, end, "$loopIndex") || rc__is_gen(p, end, "$round"))) {
+          rc__is_gen(p, end, "$loopIndex") || rc__is_gen(p, end, "$round") ||
+          rc__is_gen(p, end, "$environment"))) {
       rc_err_set(err, 0, 0, "unknown generator '%.*s'", (int)(end - p), p);
       return NULL;
     }
@@ -224,6 +225,7 @@ int rc_tmpl_check(const char *s, rc_err_t *err) {
       /* evaluate generators with no context: catches bad names/arguments */
       if (!(rc__is_gen(x, xe, "$loopCount") || rc__is_gen(x, xe, "$loopElement") ||
             rc__is_gen(x, xe, "$loopIndex") || rc__is_gen(x, xe, "$round") ||
+            rc__is_gen(x, xe, "$environment") ||
             ((size_t)(xe - x) > 5 && memcmp(x, "$env.", 5) == 0) ||
             ((size_t)(xe - x) > 20 && memcmp(x, "$processEnvironment.", 20) == 0))) {
         rc_err_t e2 = {0};

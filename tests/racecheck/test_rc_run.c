@@ -570,6 +570,52 @@ static char *history_urls(const char *path) {
   return rc_buf_steal(&out);
 }
 
+static void test_environments(void **state) {
+  (void)state;
+  /* -e NAME merges config.environments.NAME over config (lodash's merge,
+   * as Artillery): target replaced, variables key by key, phases element
+   * by element; $environment is the name */
+  char text[1024];
+  snprintf(text, sizeof text,
+           "config:\n"
+           "  target: http://127.0.0.1:1/nowhere\n"
+           "  phases: [{burst: {connections: 1}}]\n"
+           "  variables: {a: 1, b: 2}\n"
+           "  environments:\n"
+           "    staging:\n"
+           "      target: %s/base\n"
+           "      phases: [{burst: {connections: 3}}]\n"
+           "      variables: {b: 3}\n"
+           "    other: {target: http://127.0.0.1:1}\n"
+           "scenarios:\n"
+           "  - flow:\n"
+           "      - get:\n"
+           "          url: \"/{{ $environment }}/{{ a }}/{{ b }}\"\n"
+           "          expect: [{expr: \"json.target == '/base/staging/1/3'\"}]\n",
+           target);
+  rc_err_t err = {0};
+  rc_file_t *f = rc_file_load_mem_env(text, strlen(text), NULL, "staging", &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  rc_run_opts_t o = {.file = f, .threads = 1};
+  rc_result_t r;
+  rc_result_init(&r);
+  assert_int_equal(rc_run(&o, &r, &err), RC_EXIT_OK);
+  all_held(&r);
+  assert_int_equal(r.total.status[200], 3);
+  rc_result_free(&r);
+  rc_file_free(f);
+  assert_null(rc_file_load_mem_env(text, strlen(text), NULL, "prod", &err));
+  assert_non_null(strstr(err.msg, "environment 'prod' is not defined in config.environments "
+                                  "(defined: staging, other)"));
+  /* the command line: -e / --environment */
+  char *path = write_file("env.yml", text);
+  assert_int_equal(cli(rc_cli_run, 0, 4, "run", "-q", "--environment=staging", path), 0);
+  assert_int_equal(cli(rc_cli_run, 0, 5, "run", "-q", "-e", "prod", path), 2);
+  free(path);
+}
+
 static void test_seed(void **state) {
   (void)state;
   /* a fresh seed per run ($randomString differs between runs), printed in
@@ -659,19 +705,13 @@ static void test_error_warning(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_burst_invariants),
-      cmocka_unit_test(test_open_model_flows),
-      cmocka_unit_test(test_expectation_failure),
-      cmocka_unit_test(test_network_errors_counted),
-      cmocka_unit_test(test_burst_rounds),
-      cmocka_unit_test(test_target_prefix_and_query),
-      cmocka_unit_test(test_target_down),
-      cmocka_unit_test(test_cli_exit_codes),
-      cmocka_unit_test(test_cookie_jar),
-      cmocka_unit_test(test_redirects),
-      cmocka_unit_test(test_url_encoding),
-      cmocka_unit_test(test_plugins_ensure),
-      cmocka_unit_test(test_seed),
+      cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
+      cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
+      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_prefix_and_query),
+      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_cookie_jar),          cmocka_unit_test(test_redirects),
+      cmocka_unit_test(test_url_encoding),        cmocka_unit_test(test_plugins_ensure),
+      cmocka_unit_test(test_environments),        cmocka_unit_test(test_seed),
       cmocka_unit_test(test_error_warning),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
