@@ -2056,6 +2056,10 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     json_object_update(r->globals, o->vars);
   }
   json_object_set_new(r->globals, "$round", json_integer(0)); /* outside bursts */
+  if (!json_object_get(r->globals, "target")) {
+    /* Artillery's built-in `target` variable: the target URL in use */
+    json_object_set_new(r->globals, "target", json_string(target));
+  }
   for (size_t i = 0; i < f->nphases; i++) {
     r->phase_names[i] = f->phases[i].name;
   }

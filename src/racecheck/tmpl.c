@@ -83,6 +83,26 @@ static int rc__valid_var(const char *p, const char *end) {
   return 1;
 }
 
+/* The template starting at o ("{{"): its inner text [*x, *xe) and the end
+ * of the closing braces (*next). Artillery's triple braces "{{{ x }}}"
+ * mean the same as "{{ x }}". NULL *next when it is not closed. */
+static void rc__span(const char *o, const char **x, const char **xe, const char **next) {
+  if (o[2] == '{') {
+    const char *e3 = strstr(o + 3, "}}}");
+    const char *e2 = strstr(o + 3, "}}");
+    if (e3 && e3 == e2) {
+      *x = o + 3;
+      *xe = e3;
+      *next = e3 + 3;
+      return;
+    }
+  }
+  const char *e = strstr(o + 2, "}}");
+  *x = o + 2;
+  *xe = e;
+  *next = e ? e + 2 : NULL;
+}
+
 json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_t *err) {
   const char *p = rc__skip_ws(expr, expr + len);
   const char *end = rc__trim_end(p, expr + len);
@@ -205,18 +225,19 @@ int rc_tmpl_check(const char *s, rc_err_t *err) {
       }
       return 0;
     }
-    const char *e = strstr(o + 2, "}}");
+    const char *x0, *e, *next;
+    rc__span(o, &x0, &e, &next);
     if (!e) {
       rc_err_set(err, 0, (int)(o - s) + 1, "unterminated '{{' in '%s'", s);
       return -1;
     }
-    const char *x = rc__skip_ws(o + 2, e);
+    const char *x = rc__skip_ws(x0, e);
     const char *xe = rc__trim_end(x, e);
     if (x == xe) {
       rc_err_set(err, 0, (int)(o - s) + 1, "empty '{{ }}' in '%s'", s);
       return -1;
     }
-    const char *inner = strstr(o + 2, "{{");
+    const char *inner = strstr(x0, "{{");
     if (inner && inner < e) {
       rc_err_set(err, 0, (int)(inner - s) + 1, "nested '{{' in '%s'", s);
       return -1;
@@ -257,7 +278,7 @@ int rc_tmpl_check(const char *s, rc_err_t *err) {
         }
       }
     }
-    p = e + 2;
+    p = next;
   }
 }
 
@@ -284,19 +305,20 @@ int rc_tmpl_render(const char *s, const rc_tctx_t *ctx, rc_buf_t *out, rc_err_t 
       }
       return 0;
     }
-    const char *e = strstr(o + 2, "}}");
+    const char *x, *e, *next;
+    rc__span(o, &x, &e, &next);
     if (!e) {
       rc_err_set(err, 0, (int)(o - s) + 1, "unterminated '{{' in '%s'", s);
       return -1;
     }
     rc_buf_append(out, p, (size_t)(o - p));
-    json_t *v = rc_tmpl_eval(o + 2, (size_t)(e - o - 2), ctx, err);
+    json_t *v = rc_tmpl_eval(x, (size_t)(e - x), ctx, err);
     if (!v) {
       return -1;
     }
     rc_tmpl_append_value(out, v);
     json_decref(v);
-    p = e + 2;
+    p = next;
   }
 }
 
@@ -309,19 +331,19 @@ static int rc__single(const char *s, const char **x, size_t *n) {
   if (p[0] != '{' || p[1] != '{') {
     return 0;
   }
-  const char *e = strstr(p + 2, "}}");
-  if (!e || strstr(p + 2, "{{")) {
+  const char *x0, *e, *t;
+  rc__span(p, &x0, &e, &t);
+  if (!e || strstr(x0, "{{")) {
     return 0;
   }
-  const char *t = e + 2;
   while (isspace((unsigned char)*t)) {
     t++;
   }
   if (*t) {
     return 0;
   }
-  *x = p + 2;
-  *n = (size_t)(e - p - 2);
+  *x = x0;
+  *n = (size_t)(e - x0);
   return 1;
 }
 

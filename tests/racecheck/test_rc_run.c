@@ -591,8 +591,11 @@ static void test_environments(void **state) {
            "  - flow:\n"
            "      - get:\n"
            "          url: \"/{{ $environment }}/{{ a }}/{{ b }}\"\n"
-           "          expect: [{expr: \"json.target == '/base/staging/1/3'\"}]\n",
-           target);
+           "          expect: [{expr: \"json.target == '/base/staging/1/3'\"}]\n"
+           /* Artillery's built-in `target` variable: the target in use */
+           "      - get: {url: \"/t/{{ target }}\", expect: [{expr: \"json.target "
+           "== '/base/t/%s/base'\"}]}\n",
+           target, target);
   rc_err_t err = {0};
   rc_file_t *f = rc_file_load_mem_env(text, strlen(text), NULL, "staging", &err);
   if (!f) {
@@ -603,7 +606,7 @@ static void test_environments(void **state) {
   rc_result_init(&r);
   assert_int_equal(rc_run(&o, &r, &err), RC_EXIT_OK);
   all_held(&r);
-  assert_int_equal(r.total.status[200], 3);
+  assert_int_equal(r.total.status[200], 6);
   rc_result_free(&r);
   rc_file_free(f);
   assert_null(rc_file_load_mem_env(text, strlen(text), NULL, "prod", &err));
