@@ -68,20 +68,28 @@ void rc_report_live(FILE *f, double elapsed_s, const rc_tick_t *t) {
   fflush(f);
 }
 
-char *rc_result_warning(const rc_result_t *r) {
+size_t rc_result_warnings(const rc_result_t *r, char *out[RC_MAX_WARNINGS]) {
   const rc_stats_t *s = &r->total;
+  size_t n = 0;
   uint64_t bad = 0;
   for (int i = 400; i < 600 && i < RC_STATUS_MAX; i++) {
     bad += s->status[i];
   }
-  if (s->responses == 0 || bad * 2 <= s->responses) {
-    return NULL;
+  if (s->responses > 0 && bad * 2 > s->responses) {
+    out[n++] = rc_xasprintf("%llu of %llu answers (%.0f%%) were 4xx/5xx errors: the target may "
+                            "be wrong (URL, port, prefix, credentials) and the run may have "
+                            "tested nothing",
+                            (unsigned long long)bad, (unsigned long long)s->responses,
+                            100.0 * (double)bad / (double)s->responses);
   }
-  return rc_xasprintf("%llu of %llu answers (%.0f%%) were 4xx/5xx errors: the target may be "
-                      "wrong (URL, port, prefix, credentials) and the run may have tested "
-                      "nothing",
-                      (unsigned long long)bad, (unsigned long long)s->responses,
-                      100.0 * (double)bad / (double)s->responses);
+  if (s->tmpl_undefined > 0) {
+    out[n++] =
+        rc_xasprintf("%llu template value%s named an undefined variable and %s rendered "
+                     "as 'undefined' (as Artillery does): check the variable names",
+                     (unsigned long long)s->tmpl_undefined, s->tmpl_undefined == 1 ? "" : "s",
+                     s->tmpl_undefined == 1 ? "was" : "were");
+  }
+  return n;
 }
 
 void rc_report_text(FILE *f, const rc_result_t *r) {
@@ -171,10 +179,11 @@ void rc_report_text(FILE *f, const rc_result_t *r) {
       }
     }
   }
-  char *warn = rc_result_warning(r);
-  if (warn) {
-    fprintf(f, "  WARNING         %s\n", warn);
-    free(warn);
+  char *warn[RC_MAX_WARNINGS];
+  size_t nwarn = rc_result_warnings(r, warn);
+  for (size_t i = 0; i < nwarn; i++) {
+    fprintf(f, "  WARNING         %s\n", warn[i]);
+    free(warn[i]);
   }
   fprintf(f, "  result          %s\n",
           r->exit_code == RC_EXIT_OK ? "PASS"
@@ -294,11 +303,15 @@ void rc_report_json_buf(rc_buf_t *b, const rc_result_t *r) {
   } else {
     rc_buf_puts(b, ",\n  \"seed\": null");
   }
-  char *warn = rc_result_warning(r);
+  char *warn[RC_MAX_WARNINGS];
+  size_t nwarn = rc_result_warnings(r, warn);
   rc_buf_puts(b, ",\n  \"warnings\": [");
-  if (warn) {
-    rc__jstr(b, warn);
-    free(warn);
+  for (size_t i = 0; i < nwarn; i++) {
+    if (i) {
+      rc_buf_puts(b, ", ");
+    }
+    rc__jstr(b, warn[i]);
+    free(warn[i]);
   }
   rc_buf_puts(b, "]");
   rc_buf_printf(b,
@@ -637,12 +650,13 @@ int rc_report_html(const char *path, const rc_result_t *r) {
   rc_buf_html_escape(&b, r->target ? r->target : "");
   rc_buf_printf(&b, " &mdash; <span class=\"%s\">%s</span></h1>\n",
                 r->exit_code == 0 ? "ok" : "fail", r->exit_code == 0 ? "PASS" : "FAIL");
-  char *warn = rc_result_warning(r);
-  if (warn) {
+  char *warn[RC_MAX_WARNINGS];
+  size_t nwarn = rc_result_warnings(r, warn);
+  for (size_t i = 0; i < nwarn; i++) {
     rc_buf_puts(&b, "<p class=\"warn\">Warning: ");
-    rc_buf_html_escape(&b, warn);
+    rc_buf_html_escape(&b, warn[i]);
     rc_buf_puts(&b, ".</p>\n");
-    free(warn);
+    free(warn[i]);
   }
   char when[40];
   rc__iso_time(when, sizeof when, r->started_wall_ms);

@@ -67,10 +67,13 @@ rc_check_t *rc_result_add_check(rc_result_t *r, const char *kind, char *name, in
 /* Number of failed checks. */
 size_t rc_result_failed(const rc_result_t *r);
 
-/* When most answers were 4xx/5xx, a sentence saying so (a run whose checks
- * all held may then have tested nothing: a wrong URL, a missing token);
- * else NULL. Every report format shows it. The caller frees. */
-char *rc_result_warning(const rc_result_t *r);
+/* Sentences about a suspicious run, which every report format shows: most
+ * answers 4xx/5xx (a run whose checks all held may then have tested
+ * nothing: a wrong URL, a missing token), and templates that named an
+ * undefined variable. Fills out[] with up to RC_MAX_WARNINGS strings the
+ * caller frees; returns how many. */
+#define RC_MAX_WARNINGS 2
+size_t rc_result_warnings(const rc_result_t *r, char *out[RC_MAX_WARNINGS]);
 
 /* Human summary (the end-of-run text). */
 void rc_report_text(FILE *f, const rc_result_t *r);

@@ -291,6 +291,9 @@ static void rc__tctx(rc_vu_t *vu, rc_tctx_t *t) {
   t->lookup = rc__lookup;
   t->ud = vu;
   t->rng = &vu->w->rng;
+  /* an undefined variable renders as Artillery renders it, and is counted
+   * (the reports warn about it) */
+  t->undefined = &vu->w->st.tmpl_undefined;
 }
 
 static const rc_addr_t *rc__origin(rc_worker_t *w, const rc_url_t *u, rc_err_t *err) {

@@ -1168,6 +1168,18 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
       }
     } else if (strcmp(key, "ensure") == 0) {
       rc = rc__ensure(l, val);
+    } else if (strcmp(key, "environments") == 0) {
+      /* used by -e (merged before this walk); only its shape is checked */
+      if (rc__want(l, val, YAML_MAPPING_NODE, "config.environments") != 0) {
+        return -1;
+      }
+      RC_FOREACH_PAIR(l, val, ekey, eval) {
+        char what[300];
+        snprintf(what, sizeof what, "config.environments.%s", ekey);
+        if (rc__want(l, eval, YAML_MAPPING_NODE, what) != 0) {
+          return -1;
+        }
+      }
     } else if (strcmp(key, "defaults") == 0) {
       static const char *const dkeys[] = {"headers", "cookie", NULL};
       if (rc__want(l, val, YAML_MAPPING_NODE, "config.defaults") != 0 ||

@@ -116,6 +116,7 @@ void rc_stats_merge(rc_stats_t *d, const rc_stats_t *s) {
   d->expect_ok += s->expect_ok;
   d->expect_failed += s->expect_failed;
   d->capture_failed += s->capture_failed;
+  d->tmpl_undefined += s->tmpl_undefined;
   if (s->max_lag_us > d->max_lag_us) {
     d->max_lag_us = s->max_lag_us;
   }

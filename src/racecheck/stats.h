@@ -55,7 +55,8 @@ typedef struct rc_stats {
   uint64_t bytes_in, bytes_out;
   uint64_t vu_created, vu_completed, vu_failed, vu_skipped;
   uint64_t expect_ok, expect_failed, capture_failed;
-  uint64_t max_lag_us; /* worst delay between an arrival's intended and actual start */
+  uint64_t tmpl_undefined; /* template values naming an undefined variable */
+  uint64_t max_lag_us;     /* worst delay between an arrival's intended and actual start */
   rc_tally_t tally;
   rc_hist_t *phase_lat[RC_MAX_PHASES]; /* allocated on first use */
   uint64_t phase_requests[RC_MAX_PHASES];

@@ -103,7 +103,17 @@ static void rc__span(const char *o, const char **x, const char **xe, const char 
   *next = e ? e + 2 : NULL;
 }
 
+static json_t *rc__eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_t *err,
+                        int *missing);
+
 json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_t *err) {
+  return rc__eval(expr, len, ctx, err, NULL);
+}
+
+/* As rc_tmpl_eval; *missing (when given) is set when the failure is an
+ * undefined variable or path. */
+static json_t *rc__eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_t *err,
+                        int *missing) {
   const char *p = rc__skip_ws(expr, expr + len);
   const char *end = rc__trim_end(p, expr + len);
   long long a[2];
@@ -190,6 +200,9 @@ json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_
   json_t *v = ctx && ctx->lookup ? ctx->lookup(ctx->ud, p, nlen) : NULL;
   if (!v) {
     rc_err_set(err, 0, 0, "no variable '%.*s'", (int)nlen, p);
+    if (missing) {
+      *missing = 1;
+    }
     return NULL;
   }
   if (p + nlen < end) {
@@ -198,6 +211,9 @@ json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_
     if (!sub) {
       rc_err_set(err, 0, 0, "'%.*s' has no '%s'", (int)nlen, p, rest);
       free(rest);
+      if (missing) {
+        *missing = 1;
+      }
       return NULL;
     }
     free(rest);
@@ -312,7 +328,14 @@ int rc_tmpl_render(const char *s, const rc_tctx_t *ctx, rc_buf_t *out, rc_err_t 
       return -1;
     }
     rc_buf_append(out, p, (size_t)(o - p));
-    json_t *v = rc_tmpl_eval(x, (size_t)(e - x), ctx, err);
+    int missing = 0;
+    json_t *v = rc__eval(x, (size_t)(e - x), ctx, err, &missing);
+    if (!v && missing && ctx && ctx->undefined) {
+      (*ctx->undefined)++;
+      rc_buf_puts(out, "undefined"); /* what Artillery's String.replace writes */
+      p = next;
+      continue;
+    }
     if (!v) {
       return -1;
     }
@@ -347,7 +370,9 @@ static int rc__single(const char *s, const char **x, size_t *n) {
   return 1;
 }
 
-json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err) {
+/* *omit is set (and NULL returned) for a value that is one template naming
+ * an undefined variable, rendered the Artillery way (ctx->undefined). */
+static json_t *rc__render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err, int *omit) {
   if (json_is_string(v)) {
     const char *s = json_string_value(v);
     if (!rc_tmpl_has(s)) {
@@ -356,7 +381,13 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     const char *x;
     size_t n;
     if (rc__single(s, &x, &n)) {
-      return rc_tmpl_eval(x, n, ctx, err);
+      int missing = 0;
+      json_t *r = rc__eval(x, n, ctx, err, &missing);
+      if (!r && missing && ctx && ctx->undefined) {
+        (*ctx->undefined)++;
+        *omit = 1; /* JSON.stringify leaves an undefined value out */
+      }
+      return r;
     }
     rc_buf_t b = {0};
     if (rc_tmpl_render(s, ctx, &b, err) != 0) {
@@ -372,7 +403,11 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     const char *k;
     json_t *m;
     json_object_foreach((json_t *)v, k, m) {
-      json_t *r = rc_tmpl_render_json(m, ctx, err);
+      int skip = 0;
+      json_t *r = rc__render_json(m, ctx, err, &skip);
+      if (!r && skip) {
+        continue;
+      }
       if (!r) {
         json_decref(o);
         return NULL;
@@ -386,7 +421,11 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     size_t i;
     json_t *m;
     json_array_foreach((json_t *)v, i, m) {
-      json_t *r = rc_tmpl_render_json(m, ctx, err);
+      int skip = 0;
+      json_t *r = rc__render_json(m, ctx, err, &skip);
+      if (!r && skip) {
+        r = json_null(); /* undefined in a list: null, as JSON.stringify */
+      }
       if (!r) {
         json_decref(a);
         return NULL;
@@ -396,4 +435,10 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     return a;
   }
   return json_copy((json_t *)v);
+}
+
+json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err) {
+  int omit = 0;
+  json_t *r = rc__render_json(v, ctx, err, &omit);
+  return (!r && omit) ? json_null() : r;
 }

@@ -619,6 +619,37 @@ static void test_environments(void **state) {
   free(path);
 }
 
+static void test_undefined_variables(void **state) {
+  (void)state;
+  /* Artillery renders an undefined variable as 'undefined' in text, and
+   * leaves out a JSON value that is only that template (null in a list);
+   * racecheck does the same and warns about it in the reports */
+  const char *text =
+      "config:\n"
+      "  phases: [{burst: {connections: 1}}]\n"
+      "  variables: {user: {id: 7}}\n"
+      "scenarios:\n"
+      "  - flow:\n"
+      "      - get:\n"
+      "          url: \"{{ target }}/base/x/{{ nope }}/{{ user.missing }}/{{ user.id }}\"\n"
+      "          expect: [{expr: \"json.target == '/base/x/undefined/undefined/7'\"}]\n"
+      "      - post:\n"
+      "          url: /echo\n"
+      "          json: {a: \"{{ nope }}\", b: 1, c: [\"{{ nope }}\"], d: \"x{{ nope }}\"}\n"
+      "          expect: [{expr: \"len(json) == 3 && json.b == 1 && json.c[0] == null "
+      "&& json.d == 'xundefined'\"}]\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  all_held(&r);
+  assert_int_equal(r.total.tmpl_undefined, 5);
+  char *w[RC_MAX_WARNINGS];
+  size_t n = rc_result_warnings(&r, w);
+  assert_int_equal(n, 1);
+  assert_non_null(strstr(w[0], "5 template values named an undefined variable"));
+  free(w[0]);
+  rc_result_free(&r);
+}
+
 static void test_seed(void **state) {
   (void)state;
   /* a fresh seed per run ($randomString differs between runs), printed in
@@ -708,13 +739,21 @@ static void test_error_warning(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
-      cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
-      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_prefix_and_query),
-      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
-      cmocka_unit_test(test_cookie_jar),          cmocka_unit_test(test_redirects),
-      cmocka_unit_test(test_url_encoding),        cmocka_unit_test(test_plugins_ensure),
-      cmocka_unit_test(test_environments),        cmocka_unit_test(test_seed),
+      cmocka_unit_test(test_burst_invariants),
+      cmocka_unit_test(test_open_model_flows),
+      cmocka_unit_test(test_expectation_failure),
+      cmocka_unit_test(test_network_errors_counted),
+      cmocka_unit_test(test_burst_rounds),
+      cmocka_unit_test(test_target_prefix_and_query),
+      cmocka_unit_test(test_target_down),
+      cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_cookie_jar),
+      cmocka_unit_test(test_redirects),
+      cmocka_unit_test(test_url_encoding),
+      cmocka_unit_test(test_plugins_ensure),
+      cmocka_unit_test(test_environments),
+      cmocka_unit_test(test_undefined_variables),
+      cmocka_unit_test(test_seed),
       cmocka_unit_test(test_error_warning),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

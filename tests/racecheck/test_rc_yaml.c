@@ -325,7 +325,8 @@ static void test_errors(void **state) {
        "unknown key 'steps' in before"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\nenvironments: {}\n", 5,
        "unknown key 'environments' in the top level"},
-      {"config:\n  environments: {}\n", 2, "unknown key 'environments' in config"},
+      {"config:\n  environments: []\n", 2, "config.environments must be a mapping"},
+      {"config:\n  environments: {a: 1}\n", 2, "config.environments.a must be a mapping"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - get: {url: /, headers: "
        "[a]}\n",
        5, "must be a mapping"},
