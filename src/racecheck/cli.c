@@ -94,6 +94,7 @@ int rc_cli_bench(int argc, char **argv) {
       {"output", required_argument, NULL, 'o'},
       {"html", required_argument, NULL, 'W'},
       {"quiet", no_argument, NULL, 'q'},
+      {"insecure", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0},
   };
   rc_bench_opts_t o = {0};
@@ -109,8 +110,11 @@ int rc_cli_bench(int argc, char **argv) {
   optind = 1;
   int ch;
   long v;
-  while ((ch = getopt_long(argc, argv, "c:d:t:H:X:o:q", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "c:d:t:H:X:o:qk", longopts, NULL)) != -1) {
     switch (ch) {
+    case 'k':
+      o.insecure = 1;
+      break;
     case 'c':
       if (rc__parse_int(optarg, 1, 1000000, &v) != 0) {
         fprintf(stderr, "racecheck bench: bad -c '%s'\n", optarg);
@@ -215,6 +219,7 @@ typedef struct rc_common {
   json_t *vars;
   const char *json_path, *html_path, *history_path;
   int quiet, verbose;
+  int insecure; /* -k */
 } rc_common_t;
 
 enum {
@@ -287,6 +292,9 @@ static int rc__common_opt(rc_common_t *c, int ch, const char *arg, const char *c
   case 'q':
     c->quiet = 1;
     return 1;
+  case 'k':
+    c->insecure = 1;
+    return 1;
   case OPT_VERBOSE:
     c->verbose = 1;
     return 1;
@@ -312,6 +320,7 @@ static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
   ro.file = f;
   ro.target = c->target;
   ro.threads = c->threads;
+  ro.insecure = c->insecure;
   if (!c->seeded) {
     /* a fresh seed per run, so that $randomString, $uuid and friends differ
      * from one run to the next; it is printed, and --seed replays it */
@@ -362,6 +371,7 @@ int rc_cli_burst(int argc, char **argv) {
       {"json", required_argument, NULL, OPT_JSON},
       {"expect", required_argument, NULL, OPT_EXPECT},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {"insecure", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0},
   };
   rc_common_t c = {0};
@@ -380,7 +390,7 @@ int rc_cli_burst(int argc, char **argv) {
   rc_url_t u = {0};
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc, argv, "n:r:t:o:v:qH:X:d:", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "n:r:t:o:v:qH:X:d:k", longopts, NULL)) != -1) {
     int h = rc__common_opt(&c, ch, optarg, "burst");
     if (h < 0) {
       goto done;
@@ -463,7 +473,7 @@ int rc_cli_burst(int argc, char **argv) {
     goto done;
   }
   char origin[320];
-  snprintf(origin, sizeof origin, "http://%s", u.hostport);
+  snprintf(origin, sizeof origin, "%s://%s", u.tls ? "https" : "http", u.hostport);
   f = rc_file_burst(c.target ? c.target : origin, method, u.path, hs, nh, body, (uint32_t)n,
                     (uint32_t)repeat, timeout, &err);
   if (!f) {
@@ -502,6 +512,7 @@ int rc_cli_run(int argc, char **argv, int check_only) {
       {"quiet", no_argument, NULL, 'q'},
       {"verbose", no_argument, NULL, OPT_VERBOSE},
       {"environment", required_argument, NULL, 'e'},
+      {"insecure", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0},
   };
   const char *cmd = check_only ? "check" : "run";
@@ -513,7 +524,7 @@ int rc_cli_run(int argc, char **argv, int check_only) {
   rc_file_t *f = NULL;
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc, argv, "t:o:v:qe:", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "t:o:v:qe:k", longopts, NULL)) != -1) {
     if (ch == 'e') {
       env = optarg;
       continue;
@@ -547,10 +558,6 @@ int rc_cli_run(int argc, char **argv, int check_only) {
            argv[optind], f->nphases, f->nphases == 1 ? "" : "s", f->nscenarios,
            f->nscenarios == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s", f->ninvariants,
            f->ninvariants == 1 ? "" : "s");
-    if (!c.target && f->target && strncasecmp(f->target, "https://", 8) == 0) {
-      printf("note: config.target is https; racecheck speaks plain HTTP only: run it with "
-             "--target http://HOST:PORT\n");
-    }
     ret = RC_EXIT_OK;
     goto done;
   }

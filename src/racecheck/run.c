@@ -151,6 +151,7 @@ struct rc_run {
   rc_url_t target;
   char *prefix; /* target path without the trailing slash ("" for "/") */
   rc_addr_t addr;
+  void *tls; /* the TLS context of every https origin */
   json_t *globals;
   int nworkers;
   rc_worker_t *ws;
@@ -298,17 +299,22 @@ static void rc__tctx(rc_vu_t *vu, rc_tctx_t *t) {
 
 static const rc_addr_t *rc__origin(rc_worker_t *w, const rc_url_t *u, rc_err_t *err) {
   rc_run_t *r = w->run;
-  if (strcmp(u->hostport, r->target.hostport) == 0) {
+  if (strcmp(u->hostport, r->target.hostport) == 0 && u->tls == r->target.tls) {
     return &r->addr;
   }
   for (size_t i = 0; i < w->norigins; i++) {
-    if (strcmp(w->origins[i].hostport, u->hostport) == 0) {
+    if (strcmp(w->origins[i].hostport, u->hostport) == 0 &&
+        (w->origins[i].addr.tls != NULL) == (u->tls != 0)) {
       return &w->origins[i].addr;
     }
   }
   rc_addr_t a;
   if (rc_addr_resolve(u->host, u->port, &a, err) != 0) {
     return NULL;
+  }
+  if (u->tls) {
+    a.tls = r->tls;
+    snprintf(a.sni, sizeof a.sni, "%s", u->host);
   }
   /* never reallocated while connections point into it: fixed capacity */
   if (!w->origins) {
@@ -557,7 +563,7 @@ static void rc__serialise(rc_vu_t *vu) {
   size_t nh = vu->nh;
   rc_header_t extra[65];
   if (vu->jar && !has_cookie) {
-    rc_jar_header(vu->jar, vu->host, vu->url, 0, &cookie);
+    rc_jar_header(vu->jar, vu->host, vu->url, vu->conn.addr && vu->conn.addr->tls != NULL, &cookie);
     if (cookie.len) {
       memcpy(extra, vu->hs, nh * sizeof *hs);
       extra[nh].name = "Cookie";
@@ -703,11 +709,11 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
     }
     vu->has_body = 1;
   }
-  rc__serialise(vu);
   if (vu->conn.addr != addr) {
     rc_conn_close(&vu->conn);
     vu->conn.addr = addr;
   }
+  rc__serialise(vu);
   rc = 0;
 done:
   rc_url_free(&abs);
@@ -783,11 +789,11 @@ static int rc__redirect(rc_vu_t *vu, const char *loc, int status, rc_err_t *err)
       }
     }
   }
-  rc__serialise(vu);
   if (vu->conn.addr != addr) {
     rc_conn_close(&vu->conn);
     vu->conn.addr = addr;
   }
+  rc__serialise(vu);
   rc = 0;
 done:
   rc_url_free(&abs);
@@ -2033,13 +2039,6 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     rc_err_set(err, 0, 0, "no target: set config.target or pass --target URL");
     return RC_EXIT_USAGE;
   }
-  if (!o->target && strncasecmp(target, "https://", 8) == 0) {
-    rc_err_set(err, 0, 0,
-               "config.target is %s, but racecheck speaks plain HTTP only (no TLS): give "
-               "--target http://HOST:PORT to test a plain-HTTP instance of the service",
-               target);
-    return RC_EXIT_USAGE;
-  }
   if (rc_url_parse(target, &r->target, err) != 0) {
     return RC_EXIT_USAGE;
   }
@@ -2073,6 +2072,21 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
   if (rc_addr_resolve(r->target.host, r->target.port, &r->addr, err) != 0) {
     ret = RC_EXIT_USAGE;
     goto done;
+  }
+  {
+    rc_tls_opts_t to = {.insecure = o->insecure || f->tls_insecure,
+                        .ca = f->tls_ca,
+                        .cert = f->tls_cert,
+                        .key = f->tls_key};
+    r->tls = rc_tls_ctx_new(&to, err);
+    if (!r->tls) {
+      ret = RC_EXIT_USAGE;
+      goto done;
+    }
+  }
+  if (r->target.tls) {
+    r->addr.tls = r->tls;
+    snprintf(r->addr.sni, sizeof r->addr.sni, "%s", r->target.host);
   }
   if (rc_probe(&r->addr, 2000, err, r->target.hostport) != 0) {
     ret = RC_EXIT_DOWN;
@@ -2293,6 +2307,9 @@ done:
   json_decref(r->globals);
   free(r->prefix);
   rc_url_free(&r->target);
+  if (r->tls) {
+    rc_tls_ctx_free(r->tls);
+  }
   pthread_cond_destroy(&r->cv);
   pthread_mutex_destroy(&r->mu);
   return ret;

@@ -1082,8 +1082,9 @@ static int rc__ensure(rc_ld_t *l, const yaml_node_t *n) {
 }
 
 static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
-  static const char *const keys[] = {"target", "phases",  "variables", "payload",      "http",
-                                     "ensure", "plugins", "defaults",  "environments", NULL};
+  static const char *const keys[] = {"target",       "phases", "variables", "payload",
+                                     "http",         "ensure", "plugins",   "defaults",
+                                     "environments", "tls",    NULL};
   rc_file_t *f = l->f;
   if (rc__want(l, n, YAML_MAPPING_NODE, "config") != 0 || rc__keys(l, n, "config", keys) != 0) {
     return -1;
@@ -1093,15 +1094,9 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
     if (strcmp(key, "target") == 0) {
       rc = rc__string(l, val, "config.target", &f->target);
       if (rc == 0) {
-        /* an https target loads (--target may replace it); it is refused
-         * at run time only if nothing replaced it */
-        int https = strncasecmp(f->target, "https://", 8) == 0;
-        char *check = https ? rc_xasprintf("http://%s", f->target + 8) : rc_xstrdup(f->target);
         rc_url_t u;
         rc_err_t e = {0};
-        int bad = rc_url_parse(check, &u, &e) != 0;
-        free(check);
-        if (bad) {
+        if (rc_url_parse(f->target, &u, &e) != 0) {
           return rc__fail(l, val, "config.target: %s", e.msg);
         }
         rc_url_free(&u);
@@ -1168,6 +1163,37 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
       }
     } else if (strcmp(key, "ensure") == 0) {
       rc = rc__ensure(l, val);
+    } else if (strcmp(key, "tls") == 0) {
+      /* Artillery passes config.tls to Node's TLS options; racecheck
+       * reads rejectUnauthorized, and files for ca, cert and key */
+      static const char *const tkeys[] = {"rejectUnauthorized", "ca", "cert", "key", NULL};
+      if (rc__want(l, val, YAML_MAPPING_NODE, "config.tls") != 0 ||
+          rc__keys(l, val, "config.tls", tkeys) != 0) {
+        return -1;
+      }
+      RC_FOREACH_PAIR(l, val, tkey, tval) {
+        if (strcmp(tkey, "rejectUnauthorized") == 0) {
+          int reject = 1;
+          if (rc__bool(l, tval, "config.tls.rejectUnauthorized", &reject) != 0) {
+            return -1;
+          }
+          f->tls_insecure = !reject;
+          continue;
+        }
+        char *rel = NULL;
+        if (rc__string(l, tval, tkey, &rel) != 0) {
+          free(rel);
+          return -1;
+        }
+        char *full =
+            (rel[0] == '/' || !f->dir) ? rc_xstrdup(rel) : rc_xasprintf("%s/%s", f->dir, rel);
+        free(rel);
+        char **slot = strcmp(tkey, "ca") == 0     ? &f->tls_ca
+                      : strcmp(tkey, "cert") == 0 ? &f->tls_cert
+                                                  : &f->tls_key;
+        free(*slot);
+        *slot = full;
+      }
     } else if (strcmp(key, "environments") == 0) {
       /* used by -e (merged before this walk); only its shape is checked */
       if (rc__want(l, val, YAML_MAPPING_NODE, "config.environments") != 0) {
@@ -1960,6 +1986,9 @@ void rc_file_free(rc_file_t *f) {
   free(f->payloads);
   rc__free_kvs(f->default_headers, f->ndefault_headers);
   rc__free_kvs(f->default_cookies, f->ndefault_cookies);
+  free(f->tls_ca);
+  free(f->tls_cert);
+  free(f->tls_key);
   for (size_t i = 0; i < f->nensures; i++) {
     free(f->ensures[i].text);
   }

@@ -175,6 +175,8 @@ typedef struct rc_file {
   size_t ndefault_headers;
   rc_kv_t *default_cookies; /* config.defaults.cookie */
   size_t ndefault_cookies;
+  int tls_insecure;                  /* config.tls.rejectUnauthorized: false */
+  char *tls_ca, *tls_cert, *tls_key; /* config.tls paths, resolved; or NULL */
   rc_ensure_t *ensures;
   size_t nensures;
   rc_scn_t *scenarios;
