@@ -173,8 +173,7 @@ int rc_bench_run(const rc_bench_opts_t *o, rc_result_t *out, rc_err_t *err) {
       ret = RC_EXIT_USAGE;
       goto done;
     }
-    addr.tls = tls;
-    snprintf(addr.sni, sizeof addr.sni, "%s", url.host);
+    rc_addr_set_tls(&addr, tls, url.host);
   }
   if (rc_probe(&addr, 2000, err, url.hostport) != 0) {
     ret = RC_EXIT_DOWN;

@@ -72,6 +72,13 @@ void rc_tls_ctx_free(void *ctx) {
   SSL_CTX_free(ctx);
 }
 
+void rc_addr_set_tls(rc_addr_t *a, void *tls, const char *host) {
+  a->tls = tls;
+  size_t n = strnlen(host, sizeof a->sni - 1);
+  memcpy(a->sni, host, n);
+  a->sni[n] = '\0';
+}
+
 int rc_addr_resolve(const char *host, uint16_t port, rc_addr_t *out, rc_err_t *err) {
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);

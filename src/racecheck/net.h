@@ -61,6 +61,8 @@ typedef struct rc_tls_opts {
  * NULL with a message. */
 void *rc_tls_ctx_new(const rc_tls_opts_t *o, rc_err_t *err);
 void rc_tls_ctx_free(void *ctx);
+/* Make connections to `a` speak TLS with context `tls`, to server `host`. */
+void rc_addr_set_tls(rc_addr_t *a, void *tls, const char *host);
 
 /* Resolve host:port (numeric or a name from /etc/hosts or DNS), preferring
  * IPv4. Returns 0, or -1 with a message. Blocking. */

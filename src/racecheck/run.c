@@ -313,8 +313,7 @@ static const rc_addr_t *rc__origin(rc_worker_t *w, const rc_url_t *u, rc_err_t *
     return NULL;
   }
   if (u->tls) {
-    a.tls = r->tls;
-    snprintf(a.sni, sizeof a.sni, "%s", u->host);
+    rc_addr_set_tls(&a, r->tls, u->host);
   }
   /* never reallocated while connections point into it: fixed capacity */
   if (!w->origins) {
@@ -2085,8 +2084,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     }
   }
   if (r->target.tls) {
-    r->addr.tls = r->tls;
-    snprintf(r->addr.sni, sizeof r->addr.sni, "%s", r->target.host);
+    rc_addr_set_tls(&r->addr, r->tls, r->target.host);
   }
   if (rc_probe(&r->addr, 2000, err, r->target.hostport) != 0) {
     ret = RC_EXIT_DOWN;
