@@ -321,6 +321,7 @@ static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
   ro.target = c->target;
   ro.threads = c->threads;
   ro.insecure = c->insecure;
+  ro.timeline = c->html_path != NULL; /* the HTML report draws the bursts */
   if (!c->seeded) {
     /* a fresh seed per run, so that $randomString, $uuid and friends differ
      * from one run to the next; it is printed, and --seed replays it */

@@ -1149,6 +1149,50 @@ void rc_expr_explain(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out) {
   }
 }
 
+static int rc__is_literal(const rc_expr_t *e) {
+  return e->kind == N_INT || e->kind == N_STR || e->kind == N_BOOL || e->kind == N_NULL;
+}
+
+static void rc__value_of(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out) {
+  rc_val_t v;
+  rc_err_t err = {0};
+  if (rc_expr_eval(e, env, &v, &err) != 0) {
+    rc_buf_printf(out, "<error: %s>", err.msg);
+  } else {
+    rc_val_print(&v, out);
+  }
+}
+
+void rc_expr_sentence(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out) {
+  /* the first part of an && chain that does not hold */
+  while (e->kind == N_BIN && e->op == OP_AND) {
+    rc_err_t err = {0};
+    e = rc_expr_test(e->a, env, &err) != 1 ? e->a : e->b;
+  }
+  if (e->kind == N_BIN && e->op >= OP_EQ && e->op <= OP_GE) {
+    static const char *const should[] = {"should equal",        "should differ from",
+                                         "should be less than", "should be at most",
+                                         "should be more than", "should be at least"};
+    rc_expr_print(e->a, out);
+    rc_buf_puts(out, " is ");
+    rc__value_of(e->a, env, out);
+    rc_buf_printf(out, " but %s ", should[e->op - OP_EQ]);
+    if (rc__is_literal(e->b)) {
+      rc_expr_print(e->b, out);
+    } else {
+      rc_expr_print(e->b, out);
+      rc_buf_puts(out, ", which is ");
+      rc__value_of(e->b, env, out);
+    }
+    rc_buf_putc(out, '.');
+    return;
+  }
+  rc_expr_print(e, out);
+  rc_buf_puts(out, " is ");
+  rc__value_of(e, env, out);
+  rc_buf_puts(out, e->kind == N_BIN && e->op == OP_OR ? ": none of its parts holds." : ".");
+}
+
 void rc_expr_each_count(const rc_expr_t *e,
                         void (*fn)(void *ud, const rc_expr_t *call, const rc_expr_t *const *filters,
                                    size_t n),

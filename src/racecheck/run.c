@@ -140,6 +140,9 @@ struct rc_worker {
   size_t nfails, fcap;
   rc_rec_t *recs;
   size_t nrecs, rcap;
+  rc_tlreq_t *tl; /* burst requests for the timeline (bounded) */
+  size_t ntl, tlcap;
+  int tl_truncated;
   rc_origin_t *origins;
   size_t norigins;
   rc_vu_t *vus; /* live virtual users, freed at the end if interrupted */
@@ -157,6 +160,7 @@ struct rc_run {
   rc_worker_t *ws;
   uint64_t t0;
   int hfd;
+  int record; /* keep per-request records: --history or the HTML timeline */
   uint32_t nphases_total;
   const char *phase_names[RC_MAX_PHASES];
   atomic_uint_fast64_t phase_active[RC_MAX_PHASES];
@@ -170,6 +174,7 @@ struct rc_run {
   json_t *single_vars, *single_json;
   int single_status, single_failed;
   char *single_error;
+  char *single_line; /* the last request of the single flow, rendered */
   /* tallies of the load phases, for invariants (coordinator only) */
   rc_stats_t snap;
   int have_snap;
@@ -256,6 +261,37 @@ static void rc__rec_push(rc_worker_t *w, rc_rec_t rec) {
     w->recs = rc_xrealloc(w->recs, w->rcap * sizeof(rc_rec_t));
   }
   w->recs[w->nrecs++] = rec;
+}
+
+/* Keep one burst request for the HTML timeline (bounded per thread). */
+static void rc__tl_push(rc_vu_t *vu, uint64_t now, int status, const char *error) {
+  rc_worker_t *w = vu->w;
+  rc_run_t *r = w->run;
+  if (!r->o->timeline || vu->kind != RC_VU_BURST) {
+    return;
+  }
+  if (w->ntl >= RC_TL_MAX / (size_t)r->nworkers) {
+    w->tl_truncated = 1;
+    return;
+  }
+  if (w->ntl == w->tlcap) {
+    w->tlcap = w->tlcap ? w->tlcap * 2 : 64;
+    w->tl = rc_xrealloc(w->tl, w->tlcap * sizeof *w->tl);
+  }
+  uint64_t t0 = vu->conn.t_send ? vu->conn.t_send : now;
+  rc_tlreq_t *t = &w->tl[w->ntl++];
+  t->req = vu->req_id;
+  t->vu = vu->id;
+  t->t0_ms = t0 > r->t0 ? (double)(t0 - r->t0) / 1e6 : 0;
+  t->t1_ms = now > r->t0 ? (double)(now - r->t0) / 1e6 : 0;
+  t->status = status;
+  t->error = error;
+  t->line = rc_xasprintf("%s %s", vu->method ? vu->method : "?", vu->url ? vu->url : "?");
+  t->round = 0;
+  json_t *round = json_object_get(vu->vars, "$round");
+  if (round) {
+    t->round = (int)json_integer_value(round);
+  }
 }
 
 static void rc__record_fail(rc_worker_t *w, const void *key, const char *kind, const char *name,
@@ -476,6 +512,8 @@ static void rc__vu_finish(rc_vu_t *vu) {
     r->single_status = vu->last_status;
     r->single_failed = vu->failed;
     r->single_error = vu->last_error;
+    free(r->single_line);
+    r->single_line = vu->method && vu->url ? rc_xasprintf("%s %s", vu->method, vu->url) : NULL;
     vu->last_error = NULL;
   }
   pthread_cond_broadcast(&r->cv);
@@ -1159,9 +1197,10 @@ static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
   rc_stats_answer(&w->st, vu->phase, s->id, (uint32_t)status, lat);
   rc_hist_record(&w->tick, lat);
   w->tick_req++;
-  if (r->hfd >= 0) {
+  if (r->record) {
     rc__rec_push(w, (rc_rec_t){vu->req_id, vu->id, vu->phase, s->id, (uint32_t)status});
   }
+  rc__tl_push(vu, now, status, NULL);
   /* the cookie jar: every answer's Set-Cookie, redirects included */
   for (const char *sc = rc_resp_header(resp, "set-cookie"); sc;
        sc = rc_resp_header_next(resp, "set-cookie", sc)) {
@@ -1315,10 +1354,11 @@ static void rc__conn_cb(rc_conn_t *c, int ev, void *ud) {
     rc_stats_answer(&w->st, vu->phase, vu->cur ? vu->cur->id : 0, RC_CODE_NETERR + (uint32_t)c->err,
                     0);
     w->tick_err++;
-    if (w->run->hfd >= 0) {
+    if (w->run->record) {
       rc__rec_push(w, (rc_rec_t){vu->req_id, vu->id, vu->phase, vu->cur ? vu->cur->id : 0,
                                  RC_CODE_NETERR + (uint32_t)c->err});
     }
+    rc__tl_push(vu, now, 0, name);
     rc__history_complete(vu, now, 0, name, "info", 0, NULL);
     rc__vu_fail(vu, name);
     rc__vu_finish(vu);
@@ -1644,8 +1684,10 @@ static void rc__single(rc_coord_t *c, uint32_t phase, const rc_step_t *steps, si
   json_decref(r->single_vars);
   json_decref(r->single_json);
   free(r->single_error);
+  free(r->single_line);
   r->single_vars = r->single_json = NULL;
   r->single_error = NULL;
+  r->single_line = NULL;
   r->single_failed = 0;
   r->single_status = 0;
   pthread_mutex_unlock(&r->mu);
@@ -1900,9 +1942,19 @@ static void rc__invariants(rc_coord_t *c, uint64_t *next_tick) {
       rc_check_t *chk =
           rc_result_add_check(c->out, "invariant", name, v == 1, rc_buf_steal(&d), NULL);
       if (v != 1 && inv->req) {
-        chk->request = rc_xasprintf("%s %s -> %d", inv->req->method, inv->req->url, ie.status);
+        /* the request as it was sent, not its template */
+        pthread_mutex_lock(&r->mu);
+        chk->request = r->single_line ? rc_xasprintf("%s -> %d", r->single_line, ie.status)
+                                      : rc_xasprintf("%s %s -> %d", inv->req->method, inv->req->url,
+                                                     ie.status);
+        pthread_mutex_unlock(&r->mu);
       }
-      if (v != 1 && r->hfd >= 0) {
+      if (v != 1 && !reqfail) {
+        rc_buf_t sb = {0};
+        rc_expr_sentence(inv->exprs[k], &env, &sb);
+        chk->sentence = rc_buf_steal(&sb);
+      }
+      if (v != 1 && r->record) {
         rc_buf_t ids = {0};
         rc_involved_t iv = {.r = r, .out = &ids};
         rc_expr_each_count(inv->exprs[k], rc__involved_cb, &iv);
@@ -1966,6 +2018,31 @@ static void rc__ensure(rc_run_t *r, rc_result_t *out) {
     }
     rc_result_add_check(out, "ensure", rc_xstrdup(e->text), ok, detail, NULL);
   }
+}
+
+static int rc__tl_cmp(const void *a, const void *b) {
+  const rc_tlreq_t *x = a, *y = b;
+  return x->t0_ms < y->t0_ms ? -1 : x->t0_ms > y->t0_ms ? 1 : (x->req > y->req) - (x->req < y->req);
+}
+
+/* Move the workers' timeline requests into the result, by send time. */
+static void rc__collect_timeline(rc_run_t *r, rc_result_t *out) {
+  size_t n = 0;
+  for (int i = 0; i < r->nworkers; i++) {
+    n += r->ws[i].ntl;
+    out->tl_truncated |= r->ws[i].tl_truncated;
+  }
+  if (n == 0) {
+    return;
+  }
+  out->tl = rc_xcalloc(n, sizeof *out->tl);
+  for (int i = 0; i < r->nworkers; i++) {
+    rc_worker_t *w = &r->ws[i];
+    memcpy(out->tl + out->ntl, w->tl, w->ntl * sizeof *w->tl);
+    out->ntl += w->ntl;
+    w->ntl = 0; /* the lines belong to the result now */
+  }
+  qsort(out->tl, out->ntl, sizeof *out->tl, rc__tl_cmp);
 }
 
 static void rc__collect_fails(rc_run_t *r, rc_result_t *out) {
@@ -2098,6 +2175,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       goto done;
     }
   }
+  r->record = r->hfd >= 0 || o->timeline;
   r->nworkers = o->threads > 0 ? o->threads : 1;
   r->ws = rc_xcalloc((size_t)r->nworkers, sizeof *r->ws);
   out->mode = "run";
@@ -2269,6 +2347,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     }
     rc__collect_fails(r, out);
     rc__ensure(r, out);
+    rc__collect_timeline(r, out);
   }
   for (int i = 0; i < started; i++) {
     rc_worker_t *w = &r->ws[i];
@@ -2284,6 +2363,10 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     }
     free(w->fails);
     free(w->recs);
+    for (size_t k = 0; k < w->ntl; k++) {
+      free(w->tl[k].line);
+    }
+    free(w->tl);
     free(w->origins);
     free(w->burst);
   }
@@ -2298,6 +2381,7 @@ done:
   json_decref(r->single_vars);
   json_decref(r->single_json);
   free(r->single_error);
+  free(r->single_line);
   free(r->ws);
   if (r->hfd >= 0) {
     close(r->hfd);

@@ -31,6 +31,7 @@ typedef struct rc_run_opts {
   int live;     /* the once-a-second line on stderr */
   int verbose;  /* print log steps */
   int insecure; /* -k: do not verify TLS certificates */
+  int timeline; /* keep burst requests and the requests behind failed invariants (HTML) */
 } rc_run_opts_t;
 
 /* Run the file; fill `out` (initialised by the caller). Returns

@@ -650,6 +650,67 @@ static void test_undefined_variables(void **state) {
   rc_result_free(&r);
 }
 
+static size_t count_of(const char *hay, const char *needle) {
+  size_t n = 0;
+  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) {
+    n++;
+  }
+  return n;
+}
+
+static void test_html_timeline(void **state) {
+  (void)state;
+  /* a burst drawn as a timeline: a lane per connection, a bar per request
+   * coloured by status, the requests behind the failed invariant outlined
+   * and listed with their rendered request lines; the failed invariant in
+   * one sentence; no per-second charts for a sub-second run */
+  char text[1024];
+  snprintf(text, sizeof text,
+           "config:\n"
+           "  phases: [{burst: {connections: 6}}]\n"
+           "  variables: {path: base}\n"
+           "scenarios:\n"
+           "  - flow:\n"
+           "      - post: {url: \"/once?who={{ path }}\", name: create}\n"
+           "invariants:\n"
+           "  - name: created once\n"
+           "    expect: \"count(step == 'create', status == 409) == 0\"\n");
+  rc_err_t err = {0};
+  rc_file_t *f = rc_file_load_mem(text, strlen(text), NULL, &err);
+  assert_non_null(f);
+  rc_run_opts_t o = {.file = f, .target = target, .threads = 2, .seed = 3, .timeline = 1};
+  rc_result_t r;
+  rc_result_init(&r);
+  assert_int_equal(rc_run(&o, &r, &err), RC_EXIT_OK);
+  assert_int_equal(r.ntl, 6);
+  const rc_check_t *c = find_check(&r, "invariant", "created once");
+  assert_false(c->ok);
+  assert_non_null(c->sentence);
+  /* /once answered 201 before this test too: every one is a 409 or one is 201 */
+  int conflicts = (int)r.total.status[409];
+  char want[128];
+  snprintf(want, sizeof want, "count(step == 'create', status == 409) is %d but should equal 0.",
+           conflicts);
+  assert_string_equal(c->sentence, want);
+  char *html = rc_xasprintf("%s/timeline.html", dir);
+  assert_int_equal(rc_report_html(html, &r), 0);
+  char *txt = NULL;
+  size_t len = 0;
+  assert_int_equal(rc_read_file(html, &txt, &len), 0);
+  assert_non_null(strstr(txt, "Burst timeline"));
+  assert_non_null(strstr(txt, "6 requests on 6 connections"));
+  assert_int_equal(count_of(txt, "<title>#"), 6); /* one bar per request */
+  assert_int_equal(count_of(txt, "stroke=\"#000\""), (size_t)conflicts);
+  assert_non_null(strstr(txt, "<code>POST /once?who=base</code>")); /* rendered, listed */
+  assert_null(strstr(txt, "{{"));                                   /* no template anywhere */
+  assert_non_null(strstr(txt, want));
+  assert_null(strstr(txt, "Over time")); /* a sub-second run: no per-second charts */
+  free(txt);
+  free(html);
+  rc_result_free(&r);
+  rc_file_free(f);
+}
+
 static void test_seed(void **state) {
   (void)state;
   /* a fresh seed per run ($randomString differs between runs), printed in
@@ -739,21 +800,14 @@ static void test_error_warning(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_burst_invariants),
-      cmocka_unit_test(test_open_model_flows),
-      cmocka_unit_test(test_expectation_failure),
-      cmocka_unit_test(test_network_errors_counted),
-      cmocka_unit_test(test_burst_rounds),
-      cmocka_unit_test(test_target_prefix_and_query),
-      cmocka_unit_test(test_target_down),
-      cmocka_unit_test(test_cli_exit_codes),
-      cmocka_unit_test(test_cookie_jar),
-      cmocka_unit_test(test_redirects),
-      cmocka_unit_test(test_url_encoding),
-      cmocka_unit_test(test_plugins_ensure),
-      cmocka_unit_test(test_environments),
-      cmocka_unit_test(test_undefined_variables),
-      cmocka_unit_test(test_seed),
+      cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
+      cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
+      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_prefix_and_query),
+      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_cookie_jar),          cmocka_unit_test(test_redirects),
+      cmocka_unit_test(test_url_encoding),        cmocka_unit_test(test_plugins_ensure),
+      cmocka_unit_test(test_environments),        cmocka_unit_test(test_undefined_variables),
+      cmocka_unit_test(test_html_timeline),       cmocka_unit_test(test_seed),
       cmocka_unit_test(test_error_warning),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
