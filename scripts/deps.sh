@@ -11,6 +11,7 @@ PACKAGES=(
   # libraries (see docs/dependencies.md for why each was chosen)
   libcmocka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
   libpq-dev libhiredis-dev libyaml-dev libhttp-parser-dev libspng-dev libssl-dev
+  libpcre2-dev
   # services for the scaled-out tests, and peers for the benchmarks
   postgresql redis-server wrk nginx-light curl procps iproute2
 )

@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "bench.h"
 #include "cookie.h"
 #include "expr.h"
@@ -1187,6 +1190,31 @@ static int rc__check(rc_vu_t *vu, const rc_expect_t *x, int status, json_t *json
   }
 }
 
+/* A regexp capture: the whole match, or the group named or numbered by
+ * c->group (Artillery's extractRegExp); NULL when nothing matches. */
+static json_t *rc__regexp(const rc_capture_t *c, const char *body, size_t len) {
+  pcre2_match_data *md = pcre2_match_data_create_from_pattern(c->re, NULL);
+  json_t *v = NULL;
+  if (pcre2_match(c->re, (PCRE2_SPTR)body, len, 0, 0, md, NULL) >= 0) {
+    int g = 0;
+    if (c->group) {
+      char *end = NULL;
+      long n = strtol(c->group, &end, 10);
+      g = (end && !*end) ? (int)n : pcre2_substring_number_from_name(c->re, (PCRE2_SPTR)c->group);
+    }
+    PCRE2_UCHAR *sub = NULL;
+    PCRE2_SIZE sl = 0;
+    if (g >= 0 && pcre2_substring_get_bynumber(md, (uint32_t)g, &sub, &sl) == 0) {
+      if (sl > 0) { /* an empty match is no value, as in Artillery */
+        v = json_stringn((const char *)sub, sl);
+      }
+      pcre2_substring_free(sub);
+    }
+  }
+  pcre2_match_data_free(md);
+  return v;
+}
+
 static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
   rc_worker_t *w = vu->w;
   rc_run_t *r = w->run;
@@ -1246,41 +1274,74 @@ static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
     json = json_loadb(resp->body.data, resp->body.len, JSON_DECODE_ANY, NULL);
   }
   const char *outcome = "ok";
-  /* captures */
+  /* captures and matches, in file order */
   json_t *captured = NULL;
-  {
-    for (size_t i = 0; i < s->ncaptures; i++) {
-      const rc_capture_t *c = &s->captures[i];
-      json_t *v = NULL;
-      if (c->kind == RC_CAP_JSON) {
-        v = json ? rc_jpath_get(json, c->path) : NULL;
-        if (v) {
-          json_incref(v);
-        }
-      } else {
-        const char *h = rc_resp_header(resp, c->path);
-        v = h ? json_string_nocheck(h) : NULL;
+  for (size_t i = 0; i < s->ncaptures && !vu->failed; i++) {
+    const rc_capture_t *c = &s->captures[i];
+    json_t *v = NULL;
+    if (c->kind == RC_CAP_JSON) {
+      v = json ? rc_jpath_get(json, c->path) : NULL;
+      if (v) {
+        json_incref(v);
       }
-      char *name = rc_xasprintf("%s / %s: capture %s as %s", vu->scenario ? vu->scenario : "-",
-                                s->name, c->path, c->as);
-      if (!v) {
-        w->st.capture_failed++;
-        rc__record_fail(w, c, "capture", name,
-                        rc_xasprintf("'%s' not found in the answer", c->path),
-                        rc__describe(vu, status, resp->body.data, resp->body.len));
-        rc__vu_fail(vu, "capture failed");
-        outcome = "fail";
-        free(name);
-        break;
-      }
-      rc__fail_slot(w, c, "capture", name)->ok++;
-      free(name);
-      if (!captured) {
-        captured = json_object();
-      }
-      json_object_set(captured, c->as, v);
-      json_object_set_new(vu->vars, c->as, v);
+    } else if (c->kind == RC_CAP_HEADER) {
+      const char *h = rc_resp_header(resp, c->path);
+      v = h ? json_string_nocheck(h) : NULL;
+    } else {
+      v = rc__regexp(c, resp->body.data ? resp->body.data : "", resp->body.len);
     }
+    if (c->value) {
+      /* match: the value found must be the expected one (JavaScript's
+       * ===: 5 and "5" differ) */
+      rc_tctx_t t;
+      rc__tctx(vu, &t);
+      rc_err_t err = {0};
+      json_t *want = rc_tmpl_render_json(c->value, &t, &err);
+      int ok = v && want && json_equal(v, want);
+      char *name =
+          rc_xasprintf("%s / %s: match %s", vu->scenario ? vu->scenario : "-", s->name, c->path);
+      if (ok || !c->strict) {
+        rc__fail_slot(w, c, "match", name)->ok++;
+      } else {
+        char *got = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char *exp = want ? json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        rc__record_fail(
+            w, c, "match", name,
+            rc_xasprintf("got %s, expected %s", got ? got : "nothing", exp ? exp : err.msg),
+            rc__describe(vu, status, resp->body.data, resp->body.len));
+        free(got);
+        free(exp);
+        rc__vu_fail(vu, "match failed");
+        outcome = "fail";
+      }
+      free(name);
+      json_decref(want);
+      json_decref(v);
+      continue;
+    }
+    char *name = rc_xasprintf("%s / %s: capture %s as %s", vu->scenario ? vu->scenario : "-",
+                              s->name, c->path, c->as);
+    if (!v && !c->strict) {
+      rc__fail_slot(w, c, "capture", name)->ok++; /* strict: false -- a miss is no failure */
+      free(name);
+      continue;
+    }
+    if (!v) {
+      w->st.capture_failed++;
+      rc__record_fail(w, c, "capture", name, rc_xasprintf("'%s' not found in the answer", c->path),
+                      rc__describe(vu, status, resp->body.data, resp->body.len));
+      rc__vu_fail(vu, "capture failed");
+      outcome = "fail";
+      free(name);
+      break;
+    }
+    rc__fail_slot(w, c, "capture", name)->ok++;
+    free(name);
+    if (!captured) {
+      captured = json_object();
+    }
+    json_object_set(captured, c->as, v);
+    json_object_set_new(vu->vars, c->as, v);
   }
   /* expectations, after the captures (as in Artillery: they may use them) */
   for (size_t i = 0; i < s->nexpects && !vu->failed; i++) {

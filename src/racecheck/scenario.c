@@ -12,6 +12,9 @@
 #include <strings.h>
 #include <yaml.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "http.h"
 #include "jpath.h"
 #include "tmpl.h"
@@ -382,36 +385,103 @@ static const char *rc__method_upper(const char *m) {
 static int rc__flow(rc_ld_t *l, const yaml_node_t *n, const char *where, const char *scenario,
                     rc_flow_t *out);
 
-static int rc__capture(rc_ld_t *l, const yaml_node_t *n, rc_capture_t *c) {
-  static const char *const keys[] = {"json", "header", "as", NULL};
-  if (rc__want(l, n, YAML_MAPPING_NODE, "a capture") != 0 || rc__keys(l, n, "capture", keys) != 0) {
+/* A capture (`as`), or a match (`value`, is_match): json, header or
+ * regexp (PCRE2, with Artillery's `group` and `flags`), `strict`. */
+static int rc__capture(rc_ld_t *l, const yaml_node_t *n, rc_capture_t *c, int is_match) {
+  static const char *const ckeys[] = {"json",   "header", "regexp", "as",
+                                      "strict", "group",  "flags",  NULL};
+  static const char *const mkeys[] = {"json",   "header", "regexp", "value",
+                                      "strict", "group",  "flags",  NULL};
+  const char *what = is_match ? "match" : "capture";
+  if (rc__want(l, n, YAML_MAPPING_NODE, is_match ? "a match" : "a capture") != 0 ||
+      rc__keys(l, n, what, is_match ? mkeys : ckeys) != 0) {
     return -1;
   }
   c->line = (int)n->start_mark.line + 1;
+  c->strict = 1;
   int have = 0;
+  const char *flags = "";
+  const yaml_node_t *re_node = NULL;
   RC_FOREACH_PAIR(l, n, key, val) {
     if (strcmp(key, "as") == 0) {
       if (rc__string(l, val, "capture.as", &c->as) != 0) {
         return -1;
       }
+    } else if (strcmp(key, "strict") == 0) {
+      if (rc__bool(l, val, "strict", &c->strict) != 0) {
+        return -1;
+      }
+    } else if (strcmp(key, "group") == 0) {
+      if (rc__string(l, val, "group", &c->group) != 0) {
+        return -1;
+      }
+    } else if (strcmp(key, "flags") == 0) {
+      if (rc__want(l, val, YAML_SCALAR_NODE, "flags") != 0) {
+        return -1;
+      }
+      flags = rc__str(val);
+    } else if (strcmp(key, "value") == 0) {
+      c->value = rc__to_json(l, val, 0);
+      if (!c->value || rc__check_json_tmpl(l, val, c->value) != 0) {
+        return -1;
+      }
     } else {
       if (have++) {
-        return rc__fail(l, val, "a capture takes one of json or header");
+        return rc__fail(l, val, "a %s takes one of json, header or regexp", what);
       }
-      c->kind = strcmp(key, "json") == 0 ? RC_CAP_JSON : RC_CAP_HEADER;
+      c->kind = strcmp(key, "json") == 0     ? RC_CAP_JSON
+                : strcmp(key, "header") == 0 ? RC_CAP_HEADER
+                                             : RC_CAP_REGEXP;
       if (rc__string(l, val, key, &c->path) != 0) {
         return -1;
       }
       rc_err_t e = {0};
       if (c->kind == RC_CAP_JSON && rc_jpath_check(c->path, &e) != 0) {
-        return rc__fail(l, val, "capture.json: %s", e.msg);
+        return rc__fail(l, val, "%s.json: %s", what, e.msg);
       }
+      re_node = c->kind == RC_CAP_REGEXP ? val : NULL;
     }
   }
   if (!have) {
-    return rc__fail(l, n, "a capture needs json or header");
+    return rc__fail(l, n, "a %s needs json, header or regexp", what);
   }
-  if (!c->as || !*c->as) {
+  if (re_node) {
+    uint32_t opts = 0;
+    for (const char *p = flags; *p; p++) {
+      switch (*p) {
+      case 'i':
+        opts |= PCRE2_CASELESS;
+        break;
+      case 'm':
+        opts |= PCRE2_MULTILINE;
+        break;
+      case 's':
+        opts |= PCRE2_DOTALL;
+        break;
+      case 'u':
+        opts |= PCRE2_UTF;
+        break;
+      case 'g':
+      case 'y':
+      case 'd':
+        break; /* no meaning for one exec() */
+      default:
+        return rc__fail(l, re_node, "unknown regexp flag '%c' (i, m, s, u, g)", *p);
+      }
+    }
+    int code = 0;
+    PCRE2_SIZE off = 0;
+    c->re = pcre2_compile((PCRE2_SPTR)c->path, PCRE2_ZERO_TERMINATED, opts, &code, &off, NULL);
+    if (!c->re) {
+      PCRE2_UCHAR msg[200];
+      pcre2_get_error_message(code, msg, sizeof msg);
+      return rc__fail(l, re_node, "regexp: %s at offset %zu", (const char *)msg, (size_t)off);
+    }
+  }
+  if (is_match && !c->value) {
+    return rc__fail(l, n, "a match needs 'value' (what the answer must hold)");
+  }
+  if (!is_match && (!c->as || !*c->as)) {
     return rc__fail(l, n, "a capture needs 'as' (the variable name)");
   }
   return 0;
@@ -553,8 +623,9 @@ static int rc__expects(rc_ld_t *l, const yaml_node_t *n, rc_step_t *s) {
 
 static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, const char *scenario,
                        rc_step_t *s) {
-  static const char *const keys[] = {"url",     "json",   "body", "headers",        "qs", "cookie",
-                                     "capture", "expect", "name", "followRedirect", NULL};
+  static const char *const keys[] = {"url",  "json",           "body",    "headers",
+                                     "qs",   "cookie",         "capture", "expect",
+                                     "name", "followRedirect", "match",   NULL};
   if (rc__want(l, n, YAML_MAPPING_NODE, method) != 0 || rc__keys(l, n, method, keys) != 0) {
     return -1;
   }
@@ -581,19 +652,19 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
       int follow = 1;
       rc = rc__bool(l, val, "followRedirect", &follow);
       s->no_redirect = !follow;
-    } else if (strcmp(key, "capture") == 0) {
+    } else if (strcmp(key, "capture") == 0 || strcmp(key, "match") == 0) {
+      /* captures and matches share one list, in file order */
+      int is_match = key[0] == 'm';
       size_t cnt = val->type == YAML_SEQUENCE_NODE
                        ? (size_t)(val->data.sequence.items.top - val->data.sequence.items.start)
                        : 1;
-      s->captures = rc_xcalloc(cnt, sizeof *s->captures);
-      if (val->type == YAML_SEQUENCE_NODE) {
-        for (size_t i = 0; i < cnt && rc == 0; i++) {
-          rc = rc__capture(l, rc__node(l, val->data.sequence.items.start[i]), &s->captures[i]);
-          s->ncaptures++;
-        }
-      } else {
-        rc = rc__capture(l, val, &s->captures[0]);
-        s->ncaptures = 1;
+      s->captures = rc_xrealloc(s->captures, (s->ncaptures + cnt) * sizeof *s->captures);
+      memset(s->captures + s->ncaptures, 0, cnt * sizeof *s->captures);
+      for (size_t i = 0; i < cnt && rc == 0; i++) {
+        const yaml_node_t *one =
+            val->type == YAML_SEQUENCE_NODE ? rc__node(l, val->data.sequence.items.start[i]) : val;
+        rc = rc__capture(l, one, &s->captures[s->ncaptures], is_match);
+        s->ncaptures++;
       }
     } else if (strcmp(key, "expect") == 0) {
       rc = rc__expects(l, val, s);
@@ -1940,6 +2011,9 @@ static void rc__free_step(rc_step_t *s) {
   for (size_t i = 0; i < s->ncaptures; i++) {
     free(s->captures[i].path);
     free(s->captures[i].as);
+    free(s->captures[i].group);
+    json_decref(s->captures[i].value);
+    pcre2_code_free(s->captures[i].re);
   }
   free(s->captures);
   for (size_t i = 0; i < s->nexpects; i++) {

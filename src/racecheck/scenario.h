@@ -27,13 +27,18 @@ typedef struct rc_kv {
   char *value; /* template */
 } rc_kv_t;
 
-enum { RC_CAP_JSON, RC_CAP_HEADER };
+enum { RC_CAP_JSON, RC_CAP_HEADER, RC_CAP_REGEXP };
 
+/* A capture, or (with `value`) an Artillery `match`. */
 typedef struct rc_capture {
   int kind;
-  char *path; /* JSON path or header name */
+  char *path; /* JSON path, header name or regular expression */
   char *as;
   int line;
+  int strict;    /* a miss (or a mismatch) fails the virtual user; default 1 */
+  json_t *value; /* match: the expected value (a template); NULL for a capture */
+  void *re;      /* regexp: the compiled pattern (pcre2_code *) */
+  char *group;   /* regexp: the group to take, by number or name (default: the match) */
 } rc_capture_t;
 
 enum {

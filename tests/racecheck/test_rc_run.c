@@ -711,6 +711,51 @@ static void test_html_timeline(void **state) {
   rc_file_free(f);
 }
 
+static void test_match_and_regexp(void **state) {
+  (void)state;
+  /* Artillery's `match` (a value the answer must hold) and `capture` with
+   * `regexp` (group by name or number, flags, strict: false) */
+  const char *text = "config:\n"
+                     "  phases: [{burst: {connections: 2}}]\n"
+                     "scenarios:\n"
+                     "  - flow:\n"
+                     "      - get:\n"
+                     "          url: /ok\n"
+                     "          capture:\n"
+                     "            - {regexp: '\"da(t)a\":\"(?<val>[a-z]+)\"', group: val, as: v}\n"
+                     "            - {regexp: 'DA(T)A', flags: i, group: '1', as: t}\n"
+                     "            - {regexp: 'DATA', flags: i, as: w}\n"
+                     "            - {regexp: 'nowhere', as: x, strict: false}\n"
+                     "          match:\n"
+                     "            - {json: $.data, value: \"{{ v }}\"}\n"
+                     "            - {json: $.data, value: other, strict: false}\n"
+                     "          expect: [{equals: [\"{{ v }}-{{ t }}-{{ w }}\", ok-t-data]}]\n"
+                     "      - get: {url: /header, match: {header: x-test, value: \"yes\"}}\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  all_held(&r);
+  assert_int_equal(r.total.vu_completed, 2);
+  rc_result_free(&r);
+  const char *bad = "config:\n"
+                    "  phases: [{burst: {connections: 1}}]\n"
+                    "scenarios:\n"
+                    "  - flow:\n"
+                    "      - get: {url: /ok, match: {json: $.data, value: other}}\n"
+                    "      - get: {url: /ok}\n";
+  assert_int_equal(run_text(bad, &r, NULL, 1), 0);
+  const rc_check_t *c = find_check(&r, "match", "match $.data");
+  assert_false(c->ok);
+  assert_non_null(strstr(c->detail, "got \"ok\", expected \"other\""));
+  assert_int_equal(r.total.vu_failed, 1);
+  assert_int_equal(r.total.status[200], 1); /* the flow stopped there */
+  rc_result_free(&r);
+  rc_err_t err = {0};
+  const char *badre = "config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n"
+                      "      - get: {url: /, capture: {regexp: 'a(', as: x}}\n";
+  assert_null(rc_file_load_mem(badre, strlen(badre), NULL, &err));
+  assert_non_null(strstr(err.msg, "regexp: missing closing parenthesis"));
+}
+
 static void test_seed(void **state) {
   (void)state;
   /* a fresh seed per run ($randomString differs between runs), printed in
@@ -800,14 +845,23 @@ static void test_error_warning(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_burst_invariants),    cmocka_unit_test(test_open_model_flows),
-      cmocka_unit_test(test_expectation_failure), cmocka_unit_test(test_network_errors_counted),
-      cmocka_unit_test(test_burst_rounds),        cmocka_unit_test(test_target_prefix_and_query),
-      cmocka_unit_test(test_target_down),         cmocka_unit_test(test_cli_exit_codes),
-      cmocka_unit_test(test_cookie_jar),          cmocka_unit_test(test_redirects),
-      cmocka_unit_test(test_url_encoding),        cmocka_unit_test(test_plugins_ensure),
-      cmocka_unit_test(test_environments),        cmocka_unit_test(test_undefined_variables),
-      cmocka_unit_test(test_html_timeline),       cmocka_unit_test(test_seed),
+      cmocka_unit_test(test_burst_invariants),
+      cmocka_unit_test(test_open_model_flows),
+      cmocka_unit_test(test_expectation_failure),
+      cmocka_unit_test(test_network_errors_counted),
+      cmocka_unit_test(test_burst_rounds),
+      cmocka_unit_test(test_target_prefix_and_query),
+      cmocka_unit_test(test_target_down),
+      cmocka_unit_test(test_cli_exit_codes),
+      cmocka_unit_test(test_cookie_jar),
+      cmocka_unit_test(test_redirects),
+      cmocka_unit_test(test_url_encoding),
+      cmocka_unit_test(test_plugins_ensure),
+      cmocka_unit_test(test_environments),
+      cmocka_unit_test(test_undefined_variables),
+      cmocka_unit_test(test_html_timeline),
+      cmocka_unit_test(test_match_and_regexp),
+      cmocka_unit_test(test_seed),
       cmocka_unit_test(test_error_warning),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
