@@ -975,7 +975,15 @@ static void rc__vu_advance(rc_vu_t *vu, uint64_t intended) {
       return;
     case RC_STEP_THINK:
       if (s->think_ns) {
-        vu->timer_at = rc_now_ns() + s->think_ns;
+        /* Artillery's jitter: uniform in think +- jitter, never below 0 */
+        double pct = s->jitter_pct, jns = (double)s->jitter_ns;
+        if (pct == 0 && jns == 0) {
+          pct = r->f->think_jitter_pct;
+          jns = (double)r->f->think_jitter_ns;
+        }
+        double j = pct > 0 ? (double)s->think_ns * pct / 100.0 : jns;
+        double t = (double)s->think_ns + (j > 0 ? (rc_rng_double(&w->rng) * 2 - 1) * j : 0);
+        vu->timer_at = rc_now_ns() + (t > 0 ? (uint64_t)t : 0);
         rc_loop_timer(&w->loop, vu->timer_at, rc__think_cb, vu);
         return;
       }

@@ -385,6 +385,32 @@ static const char *rc__method_upper(const char *m) {
 static int rc__flow(rc_ld_t *l, const yaml_node_t *n, const char *where, const char *scenario,
                     rc_flow_t *out);
 
+/* A think jitter as Artillery writes it: "20%" of the think time, or a
+ * number of milliseconds (the unit of Artillery's think times). */
+static int rc__jitter(rc_ld_t *l, const yaml_node_t *n, double *pct, uint64_t *ns) {
+  if (rc__want(l, n, YAML_SCALAR_NODE, "jitter") != 0) {
+    return -1;
+  }
+  const char *s = rc__str(n);
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || !(v >= 0) || v > 1e9) {
+    return rc__fail(l, n, "jitter must be a percentage (20%%) or milliseconds, not '%s'", s);
+  }
+  if (*end == '%' && end[1] == '\0' && v <= 100) {
+    *pct = v;
+    *ns = 0;
+    return 0;
+  }
+  if (*end != '\0') {
+    return rc__fail(l, n, "jitter must be a percentage (20%%) or milliseconds, not '%s'", s);
+  }
+  *pct = 0;
+  *ns = (uint64_t)(v * 1e6);
+  return 0;
+}
+
 /* A capture (`as`), or a match (`value`, is_match): json, header or
  * regexp (PCRE2, with Artillery's `group` and `flags`), `strict`. */
 static int rc__capture(rc_ld_t *l, const yaml_node_t *n, rc_capture_t *c, int is_match) {
@@ -781,11 +807,17 @@ static int rc__step(rc_ld_t *l, const yaml_node_t *n, const char *where, const c
     }
     return 0;
   }
-  if (n->data.mapping.pairs.top - n->data.mapping.pairs.start != 1) {
+  const yaml_node_t *jitter = NULL;
+  RC_FOREACH_PAIR(l, n, key, val) {
+    if (strcmp(action, "think") == 0 && strcmp(key, "jitter") == 0) {
+      jitter = val; /* Artillery: think with a jitter next to it */
+    }
+  }
+  if (n->data.mapping.pairs.top - n->data.mapping.pairs.start != (jitter ? 2 : 1)) {
     yaml_node_t *k1 = NULL;
     RC_FOREACH_PAIR(l, n, key, val) {
       (void)val;
-      if (strcmp(key, action) != 0 && !k1) {
+      if (strcmp(key, action) != 0 && !(jitter && strcmp(key, "jitter") == 0) && !k1) {
         k1 = rc__node(l, key_pair->key);
       }
     }
@@ -794,6 +826,9 @@ static int rc__step(rc_ld_t *l, const yaml_node_t *n, const char *where, const c
   }
   if (strcmp(action, "think") == 0) {
     s->kind = RC_STEP_THINK;
+    if (jitter && rc__jitter(l, jitter, &s->jitter_pct, &s->jitter_ns) != 0) {
+      return -1;
+    }
     return rc__duration(l, aval, "think", &s->think_ns);
   }
   if (strcmp(action, "log") == 0) {
@@ -1278,12 +1313,26 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
         }
       }
     } else if (strcmp(key, "defaults") == 0) {
-      static const char *const dkeys[] = {"headers", "cookie", NULL};
+      static const char *const dkeys[] = {"headers", "cookie", "think", NULL};
       if (rc__want(l, val, YAML_MAPPING_NODE, "config.defaults") != 0 ||
           rc__keys(l, val, "config.defaults", dkeys) != 0) {
         return -1;
       }
       RC_FOREACH_PAIR(l, val, dkey, dval) {
+        if (strcmp(dkey, "think") == 0) {
+          static const char *const tkeys[] = {"jitter", NULL};
+          if (rc__want(l, dval, YAML_MAPPING_NODE, "config.defaults.think") != 0 ||
+              rc__keys(l, dval, "config.defaults.think", tkeys) != 0) {
+            return -1;
+          }
+          RC_FOREACH_PAIR(l, dval, jkey, jval) {
+            (void)jkey;
+            if (rc__jitter(l, jval, &f->think_jitter_pct, &f->think_jitter_ns) != 0) {
+              return -1;
+            }
+          }
+          continue;
+        }
         if (strcmp(dkey, "cookie") == 0
                 ? rc__kvs(l, dval, "cookie", &f->default_cookies, &f->ndefault_cookies) != 0
                 : rc__kvs(l, dval, "headers", &f->default_headers, &f->ndefault_headers) != 0) {

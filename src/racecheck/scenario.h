@@ -88,6 +88,8 @@ struct rc_step {
   size_t nexpects;
   /* think */
   uint64_t think_ns;
+  double jitter_pct;  /* think jitter: +- this percentage of think_ns, or */
+  uint64_t jitter_ns; /* +- this much; both 0: none (see rc_file_t's default) */
   /* loop */
   rc_step_t *steps;
   size_t nsteps;
@@ -178,6 +180,8 @@ typedef struct rc_file {
   uint64_t timeout_ns;
   rc_kv_t *default_headers;
   size_t ndefault_headers;
+  double think_jitter_pct; /* config.defaults.think.jitter */
+  uint64_t think_jitter_ns;
   rc_kv_t *default_cookies; /* config.defaults.cookie */
   size_t ndefault_cookies;
   int tls_insecure;                  /* config.tls.rejectUnauthorized: false */

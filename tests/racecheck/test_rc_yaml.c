@@ -438,6 +438,28 @@ static void test_durations(void **state) {
   assert_int_equal(f->phases[1].duration_ns, 9000000000ull);
   assert_int_equal(f->scenarios[0].flow.steps[0].think_ns, 1500000000ull);
   rc_file_free(f);
+  /* think jitter, as Artillery: a percentage or milliseconds, per step or
+   * in config.defaults.think */
+  f = load("config:\n  phases: [{pause: 1}]\n  defaults: {think: {jitter: 10%}}\n"
+           "scenarios:\n  - flow:\n      - {think: 2, jitter: 20%}\n"
+           "      - think: 1\n        jitter: 500\n      - think: 3\n",
+           &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  assert_true(f->think_jitter_pct == 10);
+  assert_true(f->scenarios[0].flow.steps[0].jitter_pct == 20);
+  assert_int_equal(f->scenarios[0].flow.steps[1].jitter_ns, 500000000ull);
+  assert_true(f->scenarios[0].flow.steps[2].jitter_pct == 0);
+  rc_file_free(f);
+  assert_null(load("config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n"
+                   "      - {think: 2, jitter: lots}\n",
+                   &err));
+  assert_non_null(strstr(err.msg, "jitter must be a percentage"));
+  assert_null(load("config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n"
+                   "      - {log: x, jitter: 5}\n",
+                   &err));
+  assert_non_null(strstr(err.msg, "unknown key 'jitter' next to 'log'"));
 }
 
 static void test_all_blockers(void **state) {
