@@ -1588,7 +1588,10 @@ static int rc__merge(rc_ld_t *l, int a, int b, size_t *budget, int depth) {
     if (!m) {
       return 0;
     }
+    /* na and nb may have moved with the new node: use indexes from here */
     rc__node(l, m)->start_mark = mark;
+    na = rc__node(l, a);
+    nb = rc__node(l, b);
     size_t ca = (size_t)(na->data.mapping.pairs.top - na->data.mapping.pairs.start);
     size_t cb = (size_t)(nb->data.mapping.pairs.top - nb->data.mapping.pairs.start);
     for (size_t i = 0; i < ca + cb; i++) {
