@@ -1287,7 +1287,7 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
           continue;
         }
         char *rel = NULL;
-        if (rc__string(l, tval, tkey, &rel) != 0) {
+        if (rc__string(l, tval, tkey, &rel) != 0 || !rel) {
           free(rel);
           return -1;
         }
