@@ -513,11 +513,12 @@ int rc_cli_run(int argc, char **argv, int check_only) {
       {"quiet", no_argument, NULL, 'q'},
       {"verbose", no_argument, NULL, OPT_VERBOSE},
       {"environment", required_argument, NULL, 'e'},
+      {"overrides", required_argument, NULL, 'O'},
       {"insecure", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0},
   };
   const char *cmd = check_only ? "check" : "run";
-  const char *env = NULL;
+  const char *env = NULL, *overrides = NULL;
   rc_common_t c = {0};
   c.threads = rc__threads_default();
   c.vars = json_object();
@@ -530,6 +531,10 @@ int rc_cli_run(int argc, char **argv, int check_only) {
       env = optarg;
       continue;
     }
+    if (ch == 'O') {
+      overrides = optarg;
+      continue;
+    }
     int h = rc__common_opt(&c, ch, optarg, cmd);
     if (h <= 0) {
       goto done;
@@ -540,7 +545,7 @@ int rc_cli_run(int argc, char **argv, int check_only) {
     goto done;
   }
   rc_err_t err = {0};
-  f = rc_file_load_env(argv[optind], env, &err);
+  f = rc_file_load_ex(argv[optind], env, overrides, &err);
   if (!f) {
     fprintf(stderr, "racecheck %s: %s\n", cmd, err.msg);
     goto done;

@@ -33,6 +33,7 @@ static void rc__usage(FILE *f) {
         "      --history FILE  record every request (JSON lines, invoke/complete)\n"
         "  -v, --var K=V       set a variable (repeatable)\n"
         "  -e, --environment E use config.environments.E (Artillery's -e)\n"
+        "      --overrides JSON merge a JSON object over the file (Artillery's)\n"
         "      --seed N        replay the random values of a run (default: a fresh seed,\n"
         "                      printed at the end)\n"
         "  -q, --quiet         no live line and no summary\n"

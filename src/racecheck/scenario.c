@@ -1641,6 +1641,113 @@ static int rc__merge(rc_ld_t *l, int a, int b, size_t *budget, int depth) {
   return b;
 }
 
+static int rc__prescan(const char *text, size_t len, const char *path, rc_err_t *err);
+
+/* Copy node `idx` of document `src` into l->doc; the new index, or 0. */
+static int rc__copy(rc_ld_t *l, yaml_document_t *src, int idx, size_t *budget, int depth) {
+  yaml_node_t *n = yaml_document_get_node(src, idx);
+  if (!n || depth > RC_MAX_YAML_DEPTH || *budget == 0) {
+    return 0;
+  }
+  (*budget)--;
+  if (n->type == YAML_SCALAR_NODE) {
+    return yaml_document_add_scalar(&l->doc, NULL, n->data.scalar.value, (int)n->data.scalar.length,
+                                    n->data.scalar.style);
+  }
+  if (n->type == YAML_SEQUENCE_NODE) {
+    int sq = yaml_document_add_sequence(&l->doc, NULL, YAML_FLOW_SEQUENCE_STYLE);
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    for (size_t i = 0; sq && i < cnt; i++) {
+      int item = yaml_document_get_node(src, idx)->data.sequence.items.start[i];
+      int v = rc__copy(l, src, item, budget, depth + 1);
+      if (!v || !yaml_document_append_sequence_item(&l->doc, sq, v)) {
+        return 0;
+      }
+    }
+    return sq;
+  }
+  int m = yaml_document_add_mapping(&l->doc, NULL, YAML_FLOW_MAPPING_STYLE);
+  size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+  for (size_t i = 0; m && i < cnt; i++) {
+    yaml_node_pair_t pr = yaml_document_get_node(src, idx)->data.mapping.pairs.start[i];
+    int k = rc__copy(l, src, pr.key, budget, depth + 1);
+    int v = k ? rc__copy(l, src, pr.value, budget, depth + 1) : 0;
+    if (!v || !yaml_document_append_mapping_pair(&l->doc, m, k, v)) {
+      return 0;
+    }
+  }
+  return m;
+}
+
+/* --overrides JSON: merged over the whole file, as Artillery does (after
+ * the environment). 0, or -1 with a message. */
+static int rc__overrides(rc_ld_t *l, const char *text) {
+  yaml_parser_t parser;
+  yaml_document_t od;
+  if (!yaml_parser_initialize(&parser)) {
+    rc_err_set(l->err, 0, 0, "cannot initialise the YAML parser");
+    return -1;
+  }
+  size_t len = strlen(text);
+  if (rc__prescan(text, len, "--overrides", l->err) != 0) { /* the same bounds as a file */
+    yaml_parser_delete(&parser);
+    return -1;
+  }
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  int ok = yaml_parser_load(&parser, &od);
+  yaml_parser_delete(&parser);
+  if (!ok) {
+    rc_err_set(l->err, 0, 0, "--overrides: not valid JSON");
+    return -1;
+  }
+  yaml_node_t *oroot = yaml_document_get_root_node(&od);
+  yaml_node_t *root = yaml_document_get_root_node(&l->doc);
+  int rc = 0;
+  if (!oroot || oroot->type != YAML_MAPPING_NODE || len > RC_MAX_FILE_BYTES) {
+    rc_err_set(l->err, 0, 0, "--overrides must be a JSON object such as '{\"config\": {...}}'");
+    rc = -1;
+  } else if (root && root->type == YAML_MAPPING_NODE) {
+    size_t budget = RC_MAX_MERGE;
+    int copy = rc__copy(l, &od, 1, &budget, 0);
+    /* merge key by key into the root (node 1), which stays the root */
+    size_t cnt = copy ? (size_t)(rc__node(l, copy)->data.mapping.pairs.top -
+                                 rc__node(l, copy)->data.mapping.pairs.start)
+                      : 0;
+    for (size_t i = 0; copy && i < cnt && rc == 0; i++) {
+      yaml_node_pair_t op = rc__node(l, copy)->data.mapping.pairs.start[i];
+      const char *k = rc__key_str(rc__node(l, op.key));
+      size_t rn = (size_t)(rc__node(l, 1)->data.mapping.pairs.top -
+                           rc__node(l, 1)->data.mapping.pairs.start);
+      size_t j;
+      for (j = 0; j < rn; j++) {
+        if (strcmp(rc__key_str(rc__node(l, rc__node(l, 1)->data.mapping.pairs.start[j].key)), k) ==
+            0) {
+          break;
+        }
+      }
+      if (j < rn) {
+        int v =
+            rc__merge(l, rc__node(l, 1)->data.mapping.pairs.start[j].value, op.value, &budget, 0);
+        if (!v) {
+          rc = -1;
+        } else {
+          rc__node(l, 1)->data.mapping.pairs.start[j].value = v;
+        }
+      } else if (!yaml_document_append_mapping_pair(&l->doc, 1, op.key, op.value)) {
+        rc = -1;
+      }
+    }
+    if (!copy || budget == 0) {
+      rc = -1;
+    }
+    if (rc != 0) {
+      rc_err_set(l->err, 0, 0, "--overrides is too large to merge");
+    }
+  }
+  yaml_document_delete(&od);
+  return rc;
+}
+
 /* Apply environment `env` to the document; 0, or -1 with a message. */
 static int rc__environment(rc_ld_t *l, const char *env) {
   yaml_node_t *root = yaml_document_get_root_node(&l->doc);
@@ -1945,6 +2052,11 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
 
 rc_file_t *rc_file_load_mem_env(const char *text, size_t len, const char *path, const char *env,
                                 rc_err_t *err) {
+  return rc_file_load_mem_ex(text, len, path, env, NULL, err);
+}
+
+rc_file_t *rc_file_load_mem_ex(const char *text, size_t len, const char *path, const char *env,
+                               const char *overrides, rc_err_t *err) {
   rc_ld_t l;
   memset(&l, 0, sizeof l);
   l.path = path;
@@ -1981,7 +2093,7 @@ rc_file_t *rc_file_load_mem_env(const char *text, size_t len, const char *path, 
   }
   l.f = f;
   int rc;
-  if (env && rc__environment(&l, env) != 0) {
+  if ((env && rc__environment(&l, env) != 0) || (overrides && rc__overrides(&l, overrides) != 0)) {
     yaml_document_delete(&l.doc);
     rc_file_free(f);
     return NULL;
@@ -2018,6 +2130,11 @@ rc_file_t *rc_file_load(const char *path, rc_err_t *err) {
 }
 
 rc_file_t *rc_file_load_env(const char *path, const char *env, rc_err_t *err) {
+  return rc_file_load_ex(path, env, NULL, err);
+}
+
+rc_file_t *rc_file_load_ex(const char *path, const char *env, const char *overrides,
+                           rc_err_t *err) {
   char *text = NULL;
   size_t len = 0;
   /* the size is checked before reading: a huge file is refused at once */
@@ -2030,7 +2147,7 @@ rc_file_t *rc_file_load_env(const char *path, const char *env, rc_err_t *err) {
     }
     return NULL;
   }
-  rc_file_t *f = rc_file_load_mem_env(text, len, path, env, err);
+  rc_file_t *f = rc_file_load_mem_ex(text, len, path, env, overrides, err);
   free(text);
   return f;
 }

@@ -211,6 +211,11 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
 rc_file_t *rc_file_load_env(const char *path, const char *env, rc_err_t *err);
 rc_file_t *rc_file_load_mem_env(const char *text, size_t len, const char *path, const char *env,
                                 rc_err_t *err);
+/* And with Artillery's --overrides: a JSON object merged over the file the
+ * same way, after the environment. NULL: none. */
+rc_file_t *rc_file_load_ex(const char *path, const char *env, const char *overrides, rc_err_t *err);
+rc_file_t *rc_file_load_mem_ex(const char *text, size_t len, const char *path, const char *env,
+                               const char *overrides, rc_err_t *err);
 void rc_file_free(rc_file_t *f);
 
 /* Parse a request step out of a one-request description, for the burst

@@ -616,6 +616,24 @@ static void test_environments(void **state) {
   char *path = write_file("env.yml", text);
   assert_int_equal(cli(rc_cli_run, 0, 4, "run", "-q", "--environment=staging", path), 0);
   assert_int_equal(cli(rc_cli_run, 0, 5, "run", "-q", "-e", "prod", path), 2);
+  /* --overrides: a JSON object merged over the file after the environment
+   * (here b becomes 4, so the expectation on /staging/1/3 fails) */
+  assert_int_equal(cli(rc_cli_run, 0, 6, "run", "-q", "-e", "staging",
+                       "--overrides={\"config\": {\"variables\": {\"a\": 1}}}", path),
+                   0);
+  assert_int_equal(cli(rc_cli_run, 0, 6, "run", "-q", "-e", "staging",
+                       "--overrides={\"config\": {\"variables\": {\"b\": 4}}}", path),
+                   1);
+  assert_int_equal(cli(rc_cli_run, 0, 6, "run", "-q", "-e", "staging", "--overrides=[1]", path), 2);
+  f = rc_file_load_mem_ex(text, strlen(text), NULL, "staging",
+                          "{\"config\": {\"phases\": [{\"burst\": {\"connections\": 7}}]}, "
+                          "\"after\": {\"flow\": []}}",
+                          &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  assert_int_equal(f->phases[0].burst_connections, 7);
+  rc_file_free(f);
   free(path);
 }
 
