@@ -155,6 +155,23 @@ static void test_burst_invariants(void **state) {
   assert_string_equal(json_string_value(json_object_get(rep, "schema")), "racecheck-report/1");
   assert_int_equal(json_array_size(json_object_get(rep, "checks")), r.nchecks);
   assert_int_equal(json_integer_value(json_object_get(json_object_get(rep, "status"), "409")), 19);
+  /* latency by step (Artillery's metrics-by-endpoint): the burst step has
+   * its 20 answers, a step that made no request has none */
+  json_t *steps = json_object_get(rep, "steps");
+  size_t si;
+  json_t *st;
+  int seen_burst_step = 0;
+  json_array_foreach(steps, si, st) {
+    json_t *lat = json_object_get(st, "latency_ms");
+    json_int_t reqs = json_integer_value(json_object_get(st, "requests"));
+    if (reqs == 0) {
+      assert_true(json_is_null(lat));
+    } else {
+      assert_int_equal(json_integer_value(json_object_get(lat, "count")), reqs);
+      seen_burst_step |= reqs == 20;
+    }
+  }
+  assert_true(seen_burst_step);
   json_decref(rep);
   rc_buf_free(&b);
   char *html = rc_xasprintf("%s/r.html", dir);
