@@ -748,6 +748,47 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
       goto done;
     }
     vu->has_body = 1;
+  } else if (s->form) {
+    /* Artillery's form (urlencoded) and formData (multipart/form-data) */
+    char boundary[48];
+    snprintf(boundary, sizeof boundary, "racecheck-%016llx",
+             (unsigned long long)rc_rng_next(&w->rng));
+    for (size_t i = 0; i < s->nform; i++) {
+      rc_buf_t v = {0};
+      if (rc_tmpl_render(s->form[i].value, &t, &v, err) != 0) {
+        rc_buf_free(&v);
+        goto done;
+      }
+      if (s->multipart) {
+        rc_buf_printf(&vu->body, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n",
+                      boundary, s->form[i].name);
+        rc_buf_append(&vu->body, v.data ? v.data : "", v.len);
+        rc_buf_puts(&vu->body, "\r\n");
+      } else {
+        if (i) {
+          rc_buf_putc(&vu->body, '&');
+        }
+        rc__urlencode(&vu->body, s->form[i].name);
+        rc_buf_putc(&vu->body, '=');
+        rc__urlencode(&vu->body, v.data ? v.data : "");
+      }
+      rc_buf_free(&v);
+    }
+    if (s->multipart) {
+      rc_buf_printf(&vu->body, "--%s--\r\n", boundary);
+    }
+    int has_ct = 0;
+    for (size_t i = 0; i < vu->nh && !has_ct; i++) {
+      has_ct = strcasecmp(vu->hs[i].name, "content-type") == 0;
+    }
+    if (!has_ct) {
+      vu->hv[vu->nh] = s->multipart ? rc_xasprintf("multipart/form-data; boundary=%s", boundary)
+                                    : rc_xstrdup("application/x-www-form-urlencoded");
+      vu->hs[vu->nh].name = "Content-Type";
+      vu->hs[vu->nh].value = vu->hv[vu->nh];
+      vu->nh++;
+    }
+    vu->has_body = 1;
   }
   if (vu->conn.addr != addr) {
     rc_conn_close(&vu->conn);

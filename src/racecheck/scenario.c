@@ -649,9 +649,9 @@ static int rc__expects(rc_ld_t *l, const yaml_node_t *n, rc_step_t *s) {
 
 static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, const char *scenario,
                        rc_step_t *s) {
-  static const char *const keys[] = {"url",  "json",           "body",    "headers",
-                                     "qs",   "cookie",         "capture", "expect",
-                                     "name", "followRedirect", "match",   NULL};
+  static const char *const keys[] = {"url",    "json",    "body",     "headers", "qs",
+                                     "cookie", "capture", "expect",   "name",    "followRedirect",
+                                     "match",  "form",    "formData", NULL};
   if (rc__want(l, n, YAML_MAPPING_NODE, method) != 0 || rc__keys(l, n, method, keys) != 0) {
     return -1;
   }
@@ -674,6 +674,12 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
       rc = rc__kvs(l, val, "qs", &s->qs, &s->nqs);
     } else if (strcmp(key, "cookie") == 0) {
       rc = rc__kvs(l, val, "cookie", &s->cookies, &s->ncookies);
+    } else if (strcmp(key, "form") == 0 || strcmp(key, "formData") == 0) {
+      if (s->form) {
+        return rc__fail(l, val, "a request takes form or formData, not both");
+      }
+      s->multipart = key[4] == 'D';
+      rc = rc__kvs(l, val, key, &s->form, &s->nform);
     } else if (strcmp(key, "followRedirect") == 0) {
       int follow = 1;
       rc = rc__bool(l, val, "followRedirect", &follow);
@@ -702,8 +708,8 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
   if (!s->url) {
     return rc__fail(l, n, "%s needs a url", method);
   }
-  if (s->json && s->body) {
-    return rc__fail(l, n, "%s takes json or body, not both", method);
+  if ((s->json != NULL) + (s->body != NULL) + (s->form != NULL) > 1) {
+    return rc__fail(l, n, "%s takes one of json, body, form or formData", method);
   }
   if (!s->name) {
     s->name = rc_xasprintf("%s %s", s->method, s->url);
@@ -2177,6 +2183,7 @@ static void rc__free_step(rc_step_t *s) {
   rc__free_kvs(s->headers, s->nheaders);
   rc__free_kvs(s->qs, s->nqs);
   rc__free_kvs(s->cookies, s->ncookies);
+  rc__free_kvs(s->form, s->nform);
   for (size_t i = 0; i < s->ncaptures; i++) {
     free(s->captures[i].path);
     free(s->captures[i].as);

@@ -79,6 +79,9 @@ struct rc_step {
   size_t nheaders;
   rc_kv_t *qs;
   size_t nqs;
+  rc_kv_t *form; /* `form` (urlencoded) or `formData` (multipart): name -> template */
+  size_t nform;
+  int multipart;
   rc_kv_t *cookies; /* `cookie`: name -> template, put in the jar */
   size_t ncookies;
   int no_redirect; /* followRedirect: false */

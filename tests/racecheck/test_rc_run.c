@@ -791,6 +791,39 @@ static void test_match_and_regexp(void **state) {
   assert_non_null(strstr(err.msg, "regexp: missing closing parenthesis"));
 }
 
+static void test_forms(void **state) {
+  (void)state;
+  /* Artillery's form (urlencoded) and formData (multipart) bodies; /echo
+   * sends the body back, regexp captures read it */
+  const char *text =
+      "config:\n"
+      "  phases: [{burst: {connections: 1}}]\n"
+      "  variables: {who: \"a b&c\"}\n"
+      "scenarios:\n"
+      "  - flow:\n"
+      "      - post:\n"
+      "          url: /echo\n"
+      "          form: {name: \"{{ who }}\", n: 1}\n"
+      "          capture: {regexp: '^.*$', as: urlenc}\n"
+      "          expect: [{equals: [\"{{ urlenc }}\", \"name=a%20b%26c&n=1\"]}]\n"
+      "      - post:\n"
+      "          url: /echo\n"
+      "          formData: {name: \"{{ who }}\", n: 1}\n"
+      "          capture:\n"
+      "            - {regexp: 'name=\"name\"\\r\\n\\r\\n([^\\r]*)\\r\\n', group: '1', as: "
+      "name}\n"
+      "            - {regexp: '^--(racecheck-[0-9a-f]+)\\r\\n', group: '1', as: b}\n"
+      "            - {regexp: '--(racecheck-[0-9a-f]+)--\\r\\n$', group: '1', as: e}\n"
+      "          expect:\n"
+      "            - {equals: [\"{{ name }}\", \"a b&c\"]}\n"
+      "            - {equals: [\"{{ b }}\", \"{{ e }}\"]}\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  all_held(&r);
+  assert_int_equal(r.total.status[200], 2);
+  rc_result_free(&r);
+}
+
 static void test_seed(void **state) {
   (void)state;
   /* a fresh seed per run ($randomString differs between runs), printed in
@@ -896,6 +929,7 @@ int main(void) {
       cmocka_unit_test(test_undefined_variables),
       cmocka_unit_test(test_html_timeline),
       cmocka_unit_test(test_match_and_regexp),
+      cmocka_unit_test(test_forms),
       cmocka_unit_test(test_seed),
       cmocka_unit_test(test_error_warning),
   };
