@@ -22,7 +22,8 @@
 #define RC_MAX_DEPTH      64     /* nesting of YAML values converted to JSON */
 #define RC_MAX_JSON_NODES 200000 /* total, against alias bombs */
 #define RC_MAX_LOOP_DEPTH 16
-#define RC_MAX_STEPS      (1u << 20) /* steps of every kind, aliases expanded */
+#define RC_MAX_STEPS      (1u << 20) /* request steps */
+#define RC_MAX_ALL_STEPS  100000u    /* steps of every kind, aliases expanded */
 /* Bounds checked before the YAML document is built, so that no file can
  * make the loader take unbounded time or memory. */
 #define RC_MAX_FILE_BYTES   (16u << 20) /* a scenario file; CSV payloads are apart */
@@ -726,7 +727,7 @@ static int rc__step(rc_ld_t *l, const yaml_node_t *n, const char *where, const c
   s->line = (int)n->start_mark.line + 1;
   if (l->step_budget == 0) {
     return rc__fail(l, n, "too many steps: over %u in all (counting what aliases expand to)",
-                    RC_MAX_STEPS);
+                    RC_MAX_ALL_STEPS);
   }
   l->step_budget--;
   if (n->type != YAML_MAPPING_NODE) {
@@ -2068,7 +2069,7 @@ rc_file_t *rc_file_load_mem_ex(const char *text, size_t len, const char *path, c
   l.path = path;
   l.err = err;
   l.json_budget = RC_MAX_JSON_NODES;
-  l.step_budget = RC_MAX_STEPS;
+  l.step_budget = RC_MAX_ALL_STEPS;
   if (len > RC_MAX_FILE_BYTES) {
     rc_err_set(err, 0, 0, "%s: %zu bytes: a scenario file may have at most %u MiB",
                path ? path : "<scenario>", len, RC_MAX_FILE_BYTES >> 20);

@@ -265,7 +265,7 @@ static void test_errors(void **state) {
        "unterminated"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - post: {url: /, json: {}, "
        "body: x}\n",
-       5, "not both"},
+       5, "takes one of json, body, form or formData"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - get:\n          url: /\n "
        "         capture: {json: \"$..x\", as: y}\n",
        7, "capture.json"},
