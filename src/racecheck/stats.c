@@ -86,8 +86,8 @@ static rc_hist_t *rc__step_hist(rc_stats_t *s, uint32_t step) {
     return &spill;
   }
   if (step >= s->nstep_lat) {
-    s->step_lat = rc_xrealloc(s->step_lat, (step + 1) * sizeof *s->step_lat);
-    memset(s->step_lat + s->nstep_lat, 0, (step + 1 - s->nstep_lat) * sizeof *s->step_lat);
+    s->step_lat = rc_xrealloc(s->step_lat, (step + 1) * sizeof(rc_hist_t *));
+    memset(s->step_lat + s->nstep_lat, 0, (step + 1 - s->nstep_lat) * sizeof(rc_hist_t *));
     s->nstep_lat = step + 1;
   }
   if (!s->step_lat[step]) {
