@@ -718,6 +718,18 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
   if (l->f->nsteps >= RC_MAX_STEPS) {
     return rc__fail(l, n, "too many requests in one file");
   }
+  if (l->f->expect_default_200 && s->nexpects == 0 && strcmp(scenario, "invariants") != 0) {
+    /* Artillery's expect plugin with expectDefault200: a request without
+     * expectations expects a 200 */
+    s->expects = rc_xcalloc(1, sizeof *s->expects);
+    s->nexpects = 1;
+    s->expects[0].kind = RC_EXP_STATUS;
+    s->expects[0].codes = rc_xcalloc(1, sizeof(int));
+    s->expects[0].codes[0] = 200;
+    s->expects[0].ncodes = 1;
+    s->expects[0].text = rc_xstrdup("statusCode 200 (expectDefault200)");
+    s->expects[0].line = s->line;
+  }
   s->id = rc_file_add_stepinfo(l->f, s->name, scenario, s->method);
   return 0;
 }
@@ -1360,6 +1372,16 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
         if (strcmp(pkey, "ensure") == 0 && pval->type == YAML_MAPPING_NODE &&
             rc__ensure(l, pval) != 0) {
           return -1;
+        }
+        if (strcmp(pkey, "expect") == 0 && pval->type == YAML_MAPPING_NODE) {
+          /* the expect plugin's options: expectDefault200 is honoured,
+           * the others (output formats) have no meaning here */
+          RC_FOREACH_PAIR(l, pval, ekey, eval) {
+            if (strcmp(ekey, "expectDefault200") == 0 &&
+                rc__bool(l, eval, "expectDefault200", &f->expect_default_200) != 0) {
+              return -1;
+            }
+          }
         }
       }
     }

@@ -183,6 +183,7 @@ typedef struct rc_file {
   uint64_t timeout_ns;
   rc_kv_t *default_headers;
   size_t ndefault_headers;
+  int expect_default_200;  /* config.plugins.expect.expectDefault200 */
   double think_jitter_pct; /* config.defaults.think.jitter */
   uint64_t think_jitter_ns;
   rc_kv_t *default_cookies; /* config.defaults.cookie */

@@ -824,6 +824,27 @@ static void test_forms(void **state) {
   rc_result_free(&r);
 }
 
+static void test_expect_default_200(void **state) {
+  (void)state;
+  /* plugins.expect.expectDefault200: a request without expectations
+   * expects a 200; one with its own keeps them */
+  const char *text = "config:\n"
+                     "  phases: [{burst: {connections: 1}}]\n"
+                     "  plugins: {expect: {expectDefault200: true, outputFormat: json}}\n"
+                     "scenarios:\n"
+                     "  - flow:\n"
+                     "      - get: {url: /ok}\n"
+                     "      - get: {url: /status/404, expect: [{statusCode: 404}]}\n"
+                     "      - get: {url: /status/500}\n";
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  const rc_check_t *c = find_check(&r, "expect", "/status/500: statusCode 200 (expectDefault200)");
+  assert_false(c->ok);
+  assert_true(find_check(&r, "expect", "GET /ok: statusCode 200 (expectDefault200)")->ok);
+  assert_true(find_check(&r, "expect", "statusCode 404")->ok);
+  rc_result_free(&r);
+}
+
 static void test_seed(void **state) {
   (void)state;
   /* a fresh seed per run ($randomString differs between runs), printed in
@@ -930,6 +951,7 @@ int main(void) {
       cmocka_unit_test(test_html_timeline),
       cmocka_unit_test(test_match_and_regexp),
       cmocka_unit_test(test_forms),
+      cmocka_unit_test(test_expect_default_200),
       cmocka_unit_test(test_seed),
       cmocka_unit_test(test_error_warning),
   };
