@@ -394,6 +394,16 @@ static void rc__set_loop_vars(rc_vu_t *vu) {
   json_object_del(vu->vars, "$loopElement");
 }
 
+/* A global that holds a loadAll payload (a list, but not one to pick from). */
+static int rc__is_load_all(const rc_file_t *f, const char *name) {
+  for (size_t i = 0; i < f->npayloads; i++) {
+    if (f->payloads[i].all && strcmp(f->payloads[i].name, name) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char *scenario,
                            const rc_step_t *steps, size_t n) {
   rc_run_t *r = w->run;
@@ -417,17 +427,21 @@ static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char 
   const char *k;
   json_t *v;
   json_object_foreach(r->globals, k, v) {
-    if (json_is_array(v) && json_array_size(v) > 0 && !json_object_get(r->o->vars, k)) {
+    if (json_is_array(v) && json_array_size(v) > 0 && !json_object_get(r->o->vars, k) &&
+        !rc__is_load_all(r->f, k)) {
       size_t i = (size_t)rc_rng_range(&w->rng, 0, (int64_t)json_array_size(v) - 1);
       json_object_set_new(vu->vars, k, json_deep_copy(json_array_get(v, i)));
     }
   }
   for (size_t p = 0; p < r->f->npayloads; p++) {
     const rc_payload_t *pl = &r->f->payloads[p];
+    if (pl->all) {
+      continue; /* loadAll: the whole list is a global variable */
+    }
     size_t row = pl->random ? (size_t)rc_rng_range(&w->rng, 0, (int64_t)pl->nrows - 1)
                             : (size_t)(atomic_fetch_add(&r->payload_seq, 1) % pl->nrows);
     for (size_t fi = 0; fi < pl->nfields; fi++) {
-      json_object_set_new(vu->vars, pl->fields[fi], json_string_nocheck(pl->rows[row][fi]));
+      json_object_set_new(vu->vars, pl->fields[fi], rc_payload_value(pl->rows[row][fi], pl->cast));
     }
   }
   pthread_mutex_lock(&r->mu);
@@ -2244,6 +2258,11 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     json_object_update(r->globals, o->vars);
   }
   json_object_set_new(r->globals, "$round", json_integer(0)); /* outside bursts */
+  for (size_t i = 0; i < f->npayloads; i++) {
+    if (f->payloads[i].all) {
+      json_object_set_new(r->globals, f->payloads[i].name, json_deep_copy(f->payloads[i].all));
+    }
+  }
   if (!json_object_get(r->globals, "target")) {
     /* Artillery's built-in `target` variable: the target URL in use */
     json_object_set_new(r->globals, "target", json_string(target));

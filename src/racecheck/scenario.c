@@ -1072,13 +1072,16 @@ static int rc__csv(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
 }
 
 static int rc__payload(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
-  static const char *const keys[] = {"path", "fields", "order", "skipHeader", "delimiter", NULL};
+  static const char *const keys[] = {"path", "fields",  "order", "skipHeader", "delimiter",
+                                     "cast", "loadAll", "name",  NULL};
+  int load_all = 0;
   if (rc__want(l, n, YAML_MAPPING_NODE, "config.payload") != 0 ||
       rc__keys(l, n, "config.payload", keys) != 0) {
     return -1;
   }
   p->random = 1;
   p->delimiter = ',';
+  p->cast = 1;
   RC_FOREACH_PAIR(l, n, key, val) {
     int rc = 0;
     if (strcmp(key, "path") == 0) {
@@ -1107,6 +1110,12 @@ static int rc__payload(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
       }
     } else if (strcmp(key, "skipHeader") == 0) {
       rc = rc__bool(l, val, "payload.skipHeader", &p->skip_header);
+    } else if (strcmp(key, "cast") == 0) {
+      rc = rc__bool(l, val, "payload.cast", &p->cast);
+    } else if (strcmp(key, "loadAll") == 0) {
+      rc = rc__bool(l, val, "payload.loadAll", &load_all);
+    } else if (strcmp(key, "name") == 0) {
+      rc = rc__string(l, val, "payload.name", &p->name);
     } else if (strcmp(key, "delimiter") == 0) {
       if (rc__want(l, val, YAML_SCALAR_NODE, "payload.delimiter") != 0) {
         return -1;
@@ -1126,7 +1135,43 @@ static int rc__payload(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
   if (p->nfields == 0) {
     return rc__fail(l, n, "config.payload needs fields (the variable name of each column)");
   }
-  return rc__csv(l, n, p);
+  if (load_all != (p->name != NULL)) {
+    return rc__fail(l, n, "payload.loadAll and payload.name go together (name: the variable)");
+  }
+  if (rc__csv(l, n, p) != 0) {
+    return -1;
+  }
+  if (load_all) {
+    /* Artillery's loadAll: every row, as a list of objects, in one variable */
+    p->all = json_array();
+    for (size_t r = 0; r < p->nrows; r++) {
+      json_t *o = json_object();
+      for (size_t k = 0; k < p->nfields; k++) {
+        json_object_set_new(o, p->fields[k], rc_payload_value(p->rows[r][k], p->cast));
+      }
+      json_array_append_new(p->all, o);
+    }
+  }
+  return 0;
+}
+
+json_t *rc_payload_value(const char *field, int cast) {
+  if (cast && *field) {
+    char *end = NULL;
+    errno = 0;
+    long long iv = strtoll(field, &end, 10);
+    if (!*end && !errno) {
+      return json_integer(iv);
+    }
+    errno = 0;
+    double dv = strtod(field, &end);
+    if (!*end && !errno && isfinite(dv) && !isalpha((unsigned char)field[0]) &&
+        !isalpha((unsigned char)field[*field == '-' || *field == '+'])) {
+      return json_real(dv); /* not "inf", "nan" or hex spelled in letters */
+    }
+  }
+  json_t *v = json_string(field);
+  return v ? v : json_string("");
 }
 
 static const struct {
@@ -2251,6 +2296,8 @@ void rc_file_free(rc_file_t *f) {
       free(p->rows[r]);
     }
     free(p->rows);
+    free(p->name);
+    json_decref(p->all);
     for (size_t k = 0; k < p->nfields; k++) {
       free(p->fields[k]);
     }

@@ -141,7 +141,15 @@ typedef struct rc_payload {
   char delimiter;
   char ***rows; /* rows[r][f] */
   size_t nrows;
+  int cast;    /* numbers become numbers (Artillery's default), else strings */
+  char *name;  /* loadAll: the variable that holds every row */
+  json_t *all; /* loadAll: [{field: value, ...}, ...] */
 } rc_payload_t;
+
+/* A CSV field as a JSON value: with cast, an integer or a finite decimal
+ * number becomes a number (as csv-parse's cast in Artillery), else a
+ * string. A new reference. */
+json_t *rc_payload_value(const char *field, int cast);
 
 enum {
   RC_ENS_MIN,

@@ -845,6 +845,38 @@ static void test_expect_default_200(void **state) {
   rc_result_free(&r);
 }
 
+static void test_payload_cast_load_all(void **state) {
+  (void)state;
+  /* Artillery's payload options: cast (numbers become numbers, the
+   * default), loadAll with name (every row in one variable) */
+  char *csv = write_file("nums.csv", "1,007,abc\n2,-3,x y\n3,1e400,inf\n");
+  char text[1024];
+  snprintf(text, sizeof text,
+           "config:\n"
+           "  phases: [{burst: {connections: 1}}]\n"
+           "  payload:\n"
+           "    - {path: %s, fields: [id, n, s], order: sequence}\n"
+           "    - {path: %s, fields: [sid, sn, ss], cast: false}\n"
+           "    - {path: %s, fields: [a, b, c], loadAll: true, name: rows}\n"
+           "scenarios:\n"
+           "  - flow:\n"
+           "      - post:\n"
+           "          url: /echo\n"
+           "          json: {id: \"{{ id }}\", n: \"{{ n }}\", sid: \"{{ sid }}\", rows: \"{{ rows "
+           "}}\"}\n"
+           "          expect:\n"
+           "            - expr: \"json.id == 1 && json.n == 7\"\n"
+           "            - expr: \"len(json.sid) == 1\"\n"
+           "            - expr: \"len(json.rows) == 3 && json.rows[1].b == -3 && json.rows[1].c == "
+           "'x y' && json.rows[2].b == '1e400' && json.rows[2].c == 'inf'\"\n",
+           csv, csv, csv);
+  rc_result_t r;
+  assert_int_equal(run_text(text, &r, NULL, 1), 0);
+  all_held(&r);
+  rc_result_free(&r);
+  free(csv);
+}
+
 static void test_seed(void **state) {
   (void)state;
   /* a fresh seed per run ($randomString differs between runs), printed in
@@ -952,6 +984,7 @@ int main(void) {
       cmocka_unit_test(test_match_and_regexp),
       cmocka_unit_test(test_forms),
       cmocka_unit_test(test_expect_default_200),
+      cmocka_unit_test(test_payload_cast_load_all),
       cmocka_unit_test(test_seed),
       cmocka_unit_test(test_error_warning),
   };
