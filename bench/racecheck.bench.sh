@@ -8,6 +8,8 @@
 #      deliver without falling behind, against a local nginx (target >= 50x).
 #      Artillery is installed into bench/node_modules with npm on first use.
 #   3. memory with 10,000 open connections: racecheck vs wrk (target < 50 MiB)
+#   4. closed model over TLS against nginx (self-signed certificate made at run
+#      time): racecheck bench -k vs wrk (target: ratio >= 0.8)
 # Everything runs on 127.0.0.1, bounded in time; servers are stopped by PID.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -229,4 +231,69 @@ else
              (w > 0 ? sprintf("%.2fx", r / w) : "n/a") }'
     echo
   fi
+fi
+
+# ------------------------------------------------------------ 4. closed model over TLS
+echo "### Closed model over TLS: racecheck bench vs wrk (nginx with TLS)"
+echo
+if command -v nginx >/dev/null && command -v wrk >/dev/null && command -v openssl >/dev/null; then
+  mkdir -p "$tmp/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/tls/key.pem" -out "$tmp/tls/cert.pem" \
+    -days 1 -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+  tls_target=""
+  for port in $(seq 18200 18299); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && continue # taken
+    cat >"$tmp/tls/nginx.conf" <<EOF2
+worker_processes 1;
+daemon off;
+pid $tmp/tls/nginx.pid;
+error_log $tmp/tls/error.log crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/tls; proxy_temp_path $tmp/tls;
+  fastcgi_temp_path $tmp/tls; uwsgi_temp_path $tmp/tls; scgi_temp_path $tmp/tls;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $tmp/tls/cert.pem;
+    ssl_certificate_key $tmp/tls/key.pem;
+    location / { return 200 '{"data":"ok"}'; }
+  }
+}
+EOF2
+    nginx -c "$tmp/tls/nginx.conf" -p "$tmp/tls" &
+    pids+=($!)
+    sleep 0.5
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+      tls_target="https://127.0.0.1:$port"
+      break
+    fi
+    kill "${pids[-1]}" 2>/dev/null
+    unset 'pids[-1]'
+  done
+  if [ -n "$tls_target" ]; then
+    rc_rates=()
+    wrk_rates=()
+    for round in 1 2; do # interleaved, best of two: the machine is shared
+      w=$(wrk -t$threads -c$conns -d${dur}s "$tls_target/api" 2>/dev/null | awk '/Requests\/sec/ {print $2}')
+      wrk_rates+=("${w:-0}")
+      "$rc" bench -q -k -t $threads -c $conns -d ${dur}s -o "$tmp/tls.json" "$tls_target/api"
+      rc_rates+=("$(json_num "$tmp/tls.json" rate)")
+    done
+    r=$(best "${rc_rates[@]}")
+    w=$(best "${wrk_rates[@]}")
+    echo "\`racecheck bench -k -t $threads -c $conns -d ${dur}s $tls_target/api\` vs \`wrk -t$threads -c$conns -d${dur}s\`, best of 2 interleaved runs (keep-alive: the handshakes are not what is measured)"
+    echo
+    echo "| figure | racecheck | wrk (reference) | ratio |"
+    echo "|---|---|---|---|"
+    printf '| requests/s over TLS | %.0f | %.0f | %s |\n' "$r" "$w" "$(ratio "$r" "$w")"
+    echo
+  else
+    echo "nginx with TLS did not start: skipped."
+    echo
+  fi
+else
+  echo "nginx, wrk or openssl missing: skipped."
+  echo
 fi

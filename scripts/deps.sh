@@ -10,7 +10,8 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format clang-tidy cppcheck abigail-tools
   # libraries (see docs/dependencies.md for why each was chosen)
   libcmocka-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3
-  libpq-dev libhiredis-dev libyaml-dev libhttp-parser-dev libspng-dev
+  libpq-dev libhiredis-dev libyaml-dev libhttp-parser-dev libspng-dev libssl-dev
+  libpcre2-dev
   # man pages: help2man from the programs' --help, pandoc for racefree(7), man-db
   # to check that they render
   help2man pandoc man-db

@@ -153,6 +153,7 @@ int rc_bench_run(const rc_bench_opts_t *o, rc_result_t *out, rc_err_t *err) {
     return RC_EXIT_USAGE;
   }
   rc_addr_t addr;
+  void *tls = NULL;
   int ret = RC_EXIT_OK;
   rc_bworker_t *ws = NULL;
   rc_buf_t req = {0};
@@ -164,6 +165,15 @@ int rc_bench_run(const rc_bench_opts_t *o, rc_result_t *out, rc_err_t *err) {
   if (rc_addr_resolve(url.host, url.port, &addr, err) != 0) {
     ret = RC_EXIT_USAGE;
     goto done;
+  }
+  if (url.tls) {
+    rc_tls_opts_t to = {.insecure = o->insecure};
+    tls = rc_tls_ctx_new(&to, err);
+    if (!tls) {
+      ret = RC_EXIT_USAGE;
+      goto done;
+    }
+    rc_addr_set_tls(&addr, tls, url.host);
   }
   if (rc_probe(&addr, 2000, err, url.hostport) != 0) {
     ret = RC_EXIT_DOWN;
@@ -253,5 +263,8 @@ done:
   free(ws);
   rc_buf_free(&req);
   rc_url_free(&url);
+  if (tls) {
+    rc_tls_ctx_free(tls);
+  }
   return ret;
 }

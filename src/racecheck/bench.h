@@ -24,7 +24,8 @@ typedef struct rc_bench_opts {
   int threads;
   uint64_t duration_ns;
   uint64_t timeout_ns;
-  int live; /* print the live line once a second */
+  int live;     /* print the live line once a second */
+  int insecure; /* -k: do not verify the TLS certificate of an https URL */
 } rc_bench_opts_t;
 
 /* Run the closed model and fill `out` (which the caller initialised with

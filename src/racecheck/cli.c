@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -93,6 +94,7 @@ int rc_cli_bench(int argc, char **argv) {
       {"output", required_argument, NULL, 'o'},
       {"html", required_argument, NULL, 'W'},
       {"quiet", no_argument, NULL, 'q'},
+      {"insecure", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0},
   };
   rc_bench_opts_t o = {0};
@@ -108,8 +110,11 @@ int rc_cli_bench(int argc, char **argv) {
   optind = 1;
   int ch;
   long v;
-  while ((ch = getopt_long(argc, argv, "c:d:t:H:X:o:q", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "c:d:t:H:X:o:qk", longopts, NULL)) != -1) {
     switch (ch) {
+    case 'k':
+      o.insecure = 1;
+      break;
     case 'c':
       if (rc__parse_int(optarg, 1, 1000000, &v) != 0) {
         fprintf(stderr, "racecheck bench: bad -c '%s'\n", optarg);
@@ -210,9 +215,11 @@ typedef struct rc_common {
   const char *target;
   int threads;
   uint64_t seed;
+  int seeded; /* --seed given */
   json_t *vars;
   const char *json_path, *html_path, *history_path;
   int quiet, verbose;
+  int insecure; /* -k */
 } rc_common_t;
 
 enum {
@@ -258,6 +265,7 @@ static int rc__common_opt(rc_common_t *c, int ch, const char *arg, const char *c
       return -1;
     }
     c->seed = s;
+    c->seeded = 1;
     return 1;
   }
   case 'v': {
@@ -284,6 +292,9 @@ static int rc__common_opt(rc_common_t *c, int ch, const char *arg, const char *c
   case 'q':
     c->quiet = 1;
     return 1;
+  case 'k':
+    c->insecure = 1;
+    return 1;
   case OPT_VERBOSE:
     c->verbose = 1;
     return 1;
@@ -309,6 +320,17 @@ static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
   ro.file = f;
   ro.target = c->target;
   ro.threads = c->threads;
+  ro.insecure = c->insecure;
+  ro.timeline = c->html_path != NULL; /* the HTML report draws the bursts */
+  if (!c->seeded) {
+    /* a fresh seed per run, so that $randomString, $uuid and friends differ
+     * from one run to the next; it is printed, and --seed replays it */
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+      rnd = (uint32_t)(rc_wall_ms() ^ ((uint64_t)getpid() << 16));
+    }
+    c->seed = rnd;
+  }
   ro.seed = c->seed;
   ro.vars = c->vars;
   ro.history_path = c->history_path;
@@ -316,6 +338,8 @@ static int rc__do_run(const rc_file_t *f, rc_common_t *c, const char *mode) {
   ro.verbose = c->verbose;
   rc_result_t r;
   rc_result_init(&r);
+  r.seeded = 1;
+  r.seed = c->seed;
   rc_err_t err = {0};
   r.exit_code = rc_run(&ro, &r, &err);
   r.mode = mode;
@@ -348,6 +372,7 @@ int rc_cli_burst(int argc, char **argv) {
       {"json", required_argument, NULL, OPT_JSON},
       {"expect", required_argument, NULL, OPT_EXPECT},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {"insecure", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0},
   };
   rc_common_t c = {0};
@@ -366,7 +391,7 @@ int rc_cli_burst(int argc, char **argv) {
   rc_url_t u = {0};
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc, argv, "n:r:t:o:v:qH:X:d:", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "n:r:t:o:v:qH:X:d:k", longopts, NULL)) != -1) {
     int h = rc__common_opt(&c, ch, optarg, "burst");
     if (h < 0) {
       goto done;
@@ -449,7 +474,7 @@ int rc_cli_burst(int argc, char **argv) {
     goto done;
   }
   char origin[320];
-  snprintf(origin, sizeof origin, "http://%s", u.hostport);
+  snprintf(origin, sizeof origin, "%s://%s", u.tls ? "https" : "http", u.hostport);
   f = rc_file_burst(c.target ? c.target : origin, method, u.path, hs, nh, body, (uint32_t)n,
                     (uint32_t)repeat, timeout, &err);
   if (!f) {
@@ -487,9 +512,13 @@ int rc_cli_run(int argc, char **argv, int check_only) {
       {"var", required_argument, NULL, 'v'},
       {"quiet", no_argument, NULL, 'q'},
       {"verbose", no_argument, NULL, OPT_VERBOSE},
+      {"environment", required_argument, NULL, 'e'},
+      {"overrides", required_argument, NULL, 'O'},
+      {"insecure", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0},
   };
   const char *cmd = check_only ? "check" : "run";
+  const char *env = NULL, *overrides = NULL;
   rc_common_t c = {0};
   c.threads = rc__threads_default();
   c.vars = json_object();
@@ -497,7 +526,15 @@ int rc_cli_run(int argc, char **argv, int check_only) {
   rc_file_t *f = NULL;
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc, argv, "t:o:v:q", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "t:o:v:qe:k", longopts, NULL)) != -1) {
+    if (ch == 'e') {
+      env = optarg;
+      continue;
+    }
+    if (ch == 'O') {
+      overrides = optarg;
+      continue;
+    }
     int h = rc__common_opt(&c, ch, optarg, cmd);
     if (h <= 0) {
       goto done;
@@ -508,7 +545,7 @@ int rc_cli_run(int argc, char **argv, int check_only) {
     goto done;
   }
   rc_err_t err = {0};
-  f = rc_file_load(argv[optind], &err);
+  f = rc_file_load_ex(argv[optind], env, overrides, &err);
   if (!f) {
     fprintf(stderr, "racecheck %s: %s\n", cmd, err.msg);
     goto done;

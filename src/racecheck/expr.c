@@ -9,6 +9,12 @@
 #include <string.h>
 
 #define RC_EXPR_MAX_DEPTH 128
+/* The tallest tree the parser builds. Chains of binary operators
+ * ("a && b && c ...", "1 + 1 + ...") are parsed by loops but make
+ * left-deep trees that evaluation, printing and freeing walk recursively:
+ * bounding the height bounds that recursion (evaluation stops at
+ * 4 * RC_EXPR_MAX_DEPTH, above this). */
+#define RC_EXPR_MAX_HEIGHT 256
 
 enum {
   N_INT,
@@ -54,6 +60,7 @@ struct rc_expr {
   rc_expr_t *a, *b;
   rc_expr_t **args;
   size_t nargs;
+  int height; /* 1 for a leaf */
 };
 
 /* --------------------------------------------------------------- tokens */
@@ -196,6 +203,7 @@ static rc_expr_t *rc__node(int kind, int col) {
   rc_expr_t *e = rc_xcalloc(1, sizeof *e);
   e->kind = kind;
   e->col = col;
+  e->height = 1;
   return e;
 }
 
@@ -211,6 +219,32 @@ void rc_expr_free(rc_expr_t *e) {
   free(e->args);
   free(e->s);
   free(e);
+}
+
+/* Set a new inner node's height from its children; fail (and free it)
+ * when the tree grows taller than RC_EXPR_MAX_HEIGHT. */
+static rc_expr_t *rc__grown(rc_lex_t *l, rc_expr_t *e) {
+  int h = 0;
+  if (e->a && e->a->height > h) {
+    h = e->a->height;
+  }
+  if (e->b && e->b->height > h) {
+    h = e->b->height;
+  }
+  for (size_t i = 0; i < e->nargs; i++) {
+    if (e->args[i]->height > h) {
+      h = e->args[i]->height;
+    }
+  }
+  e->height = h + 1;
+  if (e->height > RC_EXPR_MAX_HEIGHT) {
+    rc__fail(l, l->src + e->col - 1, "%s",
+             "expression too long: more than 256 operations nested or chained (split it into "
+             "several checks)");
+    rc_expr_free(e);
+    return NULL;
+  }
+  return e;
 }
 
 static rc_expr_t *rc__expr(rc_lex_t *l);
@@ -271,7 +305,7 @@ static rc_expr_t *rc__primary(rc_lex_t *l) {
         return NULL;
       }
       rc__next(l);
-      return e;
+      return rc__grown(l, e);
     }
     if (rc__is_op(l, "(")) {
       rc_expr_t *e = rc__node(N_CALL, col);
@@ -326,7 +360,7 @@ static rc_expr_t *rc__primary(rc_lex_t *l) {
         rc_expr_free(e);
         return NULL;
       }
-      return e;
+      return rc__grown(l, e);
     }
     rc_expr_t *e = rc__node(N_NAME, col);
     e->s = name;
@@ -358,7 +392,7 @@ static rc_expr_t *rc__postfix(rc_lex_t *l) {
       f->slen = l->slen;
       l->sval = NULL;
       rc__next(l);
-      e = f;
+      e = rc__grown(l, f);
     } else if (rc__is_op(l, "[")) {
       rc__next(l);
       rc_expr_t *f = rc__node(N_INDEX, col);
@@ -370,7 +404,7 @@ static rc_expr_t *rc__postfix(rc_lex_t *l) {
         return NULL;
       }
       rc__next(l);
-      e = f;
+      e = rc__grown(l, f);
     } else {
       break;
     }
@@ -394,17 +428,17 @@ static rc_expr_t *rc__unary(rc_lex_t *l) {
     }
     rc_expr_t *e = rc__node(kind, col);
     e->a = a;
-    return e;
+    return rc__grown(l, e);
   }
   return rc__postfix(l);
 }
 
-static rc_expr_t *rc__bin(int op, rc_expr_t *a, rc_expr_t *b, int col) {
+static rc_expr_t *rc__bin(rc_lex_t *l, int op, rc_expr_t *a, rc_expr_t *b, int col) {
   rc_expr_t *e = rc__node(N_BIN, col);
   e->op = op;
   e->a = a;
   e->b = b;
-  return e;
+  return rc__grown(l, e);
 }
 
 static rc_expr_t *rc__mul(rc_lex_t *l) {
@@ -418,7 +452,7 @@ static rc_expr_t *rc__mul(rc_lex_t *l) {
       rc_expr_free(e);
       return NULL;
     }
-    e = rc__bin(op, e, b, col);
+    e = rc__bin(l, op, e, b, col);
   }
   return e;
 }
@@ -434,7 +468,7 @@ static rc_expr_t *rc__add(rc_lex_t *l) {
       rc_expr_free(e);
       return NULL;
     }
-    e = rc__bin(op, e, b, col);
+    e = rc__bin(l, op, e, b, col);
   }
   return e;
 }
@@ -458,7 +492,7 @@ static rc_expr_t *rc__cmp(rc_lex_t *l) {
         rc_expr_free(e);
         return NULL;
       }
-      e = rc__bin(ops[i].op, e, b, col);
+      e = rc__bin(l, ops[i].op, e, b, col);
       if (l->tok == T_OP && (l->op[0] == '<' || l->op[0] == '>' ||
                              (l->op[1] == '=' && (l->op[0] == '=' || l->op[0] == '!')))) {
         rc__fail(l, l->start, "%s", "comparisons do not chain (use &&)");
@@ -481,7 +515,7 @@ static rc_expr_t *rc__and(rc_lex_t *l) {
       rc_expr_free(e);
       return NULL;
     }
-    e = rc__bin(OP_AND, e, b, col);
+    e = rc__bin(l, OP_AND, e, b, col);
   }
   return e;
 }
@@ -501,7 +535,7 @@ static rc_expr_t *rc__expr(rc_lex_t *l) {
       e = NULL;
       break;
     }
-    e = rc__bin(OP_OR, e, b, col);
+    e = rc__bin(l, OP_OR, e, b, col);
   }
   l->depth--;
   if (e && l->failed) {
@@ -1113,6 +1147,50 @@ void rc_expr_explain(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out) {
   if (!out->data) {
     rc_buf_append(out, "", 0);
   }
+}
+
+static int rc__is_literal(const rc_expr_t *e) {
+  return e->kind == N_INT || e->kind == N_STR || e->kind == N_BOOL || e->kind == N_NULL;
+}
+
+static void rc__value_of(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out) {
+  rc_val_t v;
+  rc_err_t err = {0};
+  if (rc_expr_eval(e, env, &v, &err) != 0) {
+    rc_buf_printf(out, "<error: %s>", err.msg);
+  } else {
+    rc_val_print(&v, out);
+  }
+}
+
+void rc_expr_sentence(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out) {
+  /* the first part of an && chain that does not hold */
+  while (e->kind == N_BIN && e->op == OP_AND) {
+    rc_err_t err = {0};
+    e = rc_expr_test(e->a, env, &err) != 1 ? e->a : e->b;
+  }
+  if (e->kind == N_BIN && e->op >= OP_EQ && e->op <= OP_GE) {
+    static const char *const should[] = {"should equal",        "should differ from",
+                                         "should be less than", "should be at most",
+                                         "should be more than", "should be at least"};
+    rc_expr_print(e->a, out);
+    rc_buf_puts(out, " is ");
+    rc__value_of(e->a, env, out);
+    rc_buf_printf(out, " but %s ", should[e->op - OP_EQ]);
+    if (rc__is_literal(e->b)) {
+      rc_expr_print(e->b, out);
+    } else {
+      rc_expr_print(e->b, out);
+      rc_buf_puts(out, ", which is ");
+      rc__value_of(e->b, env, out);
+    }
+    rc_buf_putc(out, '.');
+    return;
+  }
+  rc_expr_print(e, out);
+  rc_buf_puts(out, " is ");
+  rc__value_of(e, env, out);
+  rc_buf_puts(out, e->kind == N_BIN && e->op == OP_OR ? ": none of its parts holds." : ".");
 }
 
 void rc_expr_each_count(const rc_expr_t *e,

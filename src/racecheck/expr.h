@@ -73,6 +73,10 @@ int rc_expr_test(const rc_expr_t *e, const rc_env_t *env, rc_err_t *err);
 /* Append an explanation of why a condition has its value: the value of
  * each side of every comparison, e.g. "json.stock = -3; 10 - count(...) = 0". */
 void rc_expr_explain(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out);
+/* Append one plain sentence saying why a condition is false, e.g.
+ * "status[201] is 20 but should equal 1." (the first false part of an &&
+ * chain; the values of both sides of a comparison). */
+void rc_expr_sentence(const rc_expr_t *e, const rc_env_t *env, rc_buf_t *out);
 /* Append the source text of a subtree (normalised). */
 void rc_expr_print(const rc_expr_t *e, rc_buf_t *out);
 /* Append a value as text. */

@@ -28,10 +28,12 @@ int rc_url_parse(const char *s, rc_url_t *out, rc_err_t *err) {
   }
   const char *schema = s + pu.field_data[UF_SCHEMA].off;
   size_t slen = pu.field_data[UF_SCHEMA].len;
-  if (!(slen == 4 && strncasecmp(schema, "http", 4) == 0)) {
-    rc_err_set(err, 0, 0, "URL '%s': only http:// is supported (no TLS)", s);
+  int tls = slen == 5 && strncasecmp(schema, "https", 5) == 0;
+  if (!tls && !(slen == 4 && strncasecmp(schema, "http", 4) == 0)) {
+    rc_err_set(err, 0, 0, "URL '%s': only http:// and https:// are supported", s);
     return -1;
   }
+  out->tls = tls;
   size_t hlen = pu.field_data[UF_HOST].len;
   if (hlen == 0 || hlen >= sizeof out->host) {
     rc_err_set(err, 0, 0, "URL '%s': bad host", s);
@@ -39,7 +41,7 @@ int rc_url_parse(const char *s, rc_url_t *out, rc_err_t *err) {
   }
   memcpy(out->host, s + pu.field_data[UF_HOST].off, hlen);
   out->host[hlen] = '\0';
-  out->port = (pu.field_set & (1u << UF_PORT)) ? pu.port : 80;
+  out->port = (pu.field_set & (1u << UF_PORT)) ? pu.port : (tls ? 443 : 80);
   int ipv6 = strchr(out->host, ':') != NULL;
   snprintf(out->hostport, sizeof out->hostport, ipv6 ? "[%s]:%u" : "%s:%u", out->host,
            (unsigned)out->port);
@@ -216,11 +218,18 @@ int rc_resp_eof(rc_resp_t *r) {
 }
 
 const char *rc_resp_header(const rc_resp_t *r, const char *name) {
+  return rc_resp_header_next(r, name, NULL);
+}
+
+const char *rc_resp_header_next(const rc_resp_t *r, const char *name, const char *prev) {
   if (!r->headers.data) {
     return NULL;
   }
   const char *p = r->headers.data;
   const char *end = p + r->headers.len;
+  if (prev) {
+    p = prev + strlen(prev) + 1; /* the pair after prev's value */
+  }
   while (p && p < end) {
     const char *v = p + strlen(p) + 1;
     if (v >= end) {

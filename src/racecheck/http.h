@@ -27,11 +27,12 @@ typedef struct rc_url {
   uint16_t port;
   char hostport[300]; /* "host:port" as sent in the Host header */
   char *path;         /* path and query, "/" when empty; owned */
+  int tls;            /* https */
 } rc_url_t;
 
-/* Parse an absolute http:// URL. Returns 0, or -1 with a message in err
- * (https and other schemes are refused with a clear message). The caller
- * frees with rc_url_free. */
+/* Parse an absolute http:// or https:// URL (default ports 80 and 443).
+ * Returns 0, or -1 with a message in err (other schemes are refused). The
+ * caller frees with rc_url_free. */
 int rc_url_parse(const char *s, rc_url_t *out, rc_err_t *err);
 void rc_url_free(rc_url_t *u);
 
@@ -82,6 +83,9 @@ int rc_resp_eof(rc_resp_t *r);
 /* Value of a header (name compared case-insensitively), or NULL. Needs
  * RC_RESP_HEADERS. The string lives as long as the response. */
 const char *rc_resp_header(const rc_resp_t *r, const char *name);
+/* The next value of a header that may repeat (Set-Cookie): the first with
+ * prev NULL, then the one after prev (a value this function returned). */
+const char *rc_resp_header_next(const rc_resp_t *r, const char *name, const char *prev);
 /* A short name for a response error code ("EPROTO", ...). */
 const char *rc_resp_strerror(int rc);
 

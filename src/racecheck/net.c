@@ -5,7 +5,11 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +21,62 @@
 
 const char *rc_net_errname(int e) {
   static const char *const names[RC_NET_NERR] = {
-      "OK",         "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ECLOSED",
-      "ETRUNCATED", "EPROTO",       "ETOOBIG",    "ECONNECT",  "EPIPE",
+      "OK",     "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ECLOSED", "ETRUNCATED",
+      "EPROTO", "ETOOBIG",      "ECONNECT",   "EPIPE",     "ETLS",
   };
   return (e >= 0 && e < RC_NET_NERR) ? names[e] : "EUNKNOWN";
+}
+
+/* --------------------------------------------------------------- TLS */
+
+void *rc_tls_ctx_new(const rc_tls_opts_t *o, rc_err_t *err) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    rc_err_set(err, 0, 0, "cannot create a TLS context");
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  /* SSL_write may write part of a buffer, and be called again with the
+   * rest at another address (the request buffer is ours, not OpenSSL's) */
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  char why[256] = "";
+  if (!o->insecure) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (o->ca ? SSL_CTX_load_verify_locations(ctx, o->ca, NULL) != 1
+              : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      snprintf(why, sizeof why, "cannot load the CA certificates %s", o->ca ? o->ca : "");
+    }
+  }
+  if (!why[0] && o->cert && SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+    snprintf(why, sizeof why, "cannot load the client certificate %s", o->cert);
+  }
+  if (!why[0] && (o->key || o->cert) &&
+      SSL_CTX_use_PrivateKey_file(ctx, o->key ? o->key : o->cert, SSL_FILETYPE_PEM) != 1) {
+    snprintf(why, sizeof why, "cannot load the client key %s", o->key ? o->key : o->cert);
+  }
+  if (!why[0] && (o->key || o->cert) && SSL_CTX_check_private_key(ctx) != 1) {
+    snprintf(why, sizeof why, "the client key does not match the certificate");
+  }
+  if (why[0]) {
+    char e[200];
+    ERR_error_string_n(ERR_get_error(), e, sizeof e);
+    rc_err_set(err, 0, 0, "TLS: %s (%s)", why, e);
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+void rc_tls_ctx_free(void *ctx) {
+  SSL_CTX_free(ctx);
+}
+
+void rc_addr_set_tls(rc_addr_t *a, void *tls, const char *host) {
+  a->tls = tls;
+  size_t n = strnlen(host, sizeof a->sni - 1);
+  memcpy(a->sni, host, n);
+  a->sni[n] = '\0';
 }
 
 int rc_addr_resolve(const char *host, uint16_t port, rc_addr_t *out, rc_err_t *err) {
@@ -42,6 +98,7 @@ int rc_addr_resolve(const char *host, uint16_t port, rc_addr_t *out, rc_err_t *e
     }
   }
   memset(out, 0, sizeof *out);
+  memset(out, 0, sizeof *out); /* no TLS unless the caller sets it */
   memcpy(&out->sa, pick->ai_addr, pick->ai_addrlen);
   out->len = pick->ai_addrlen;
   freeaddrinfo(res);
@@ -198,6 +255,10 @@ void rc_conn_close(rc_conn_t *c) {
     close(c->fd); /* also removes it from the epoll set */
     c->fd = -1;
   }
+  if (c->ssl) {
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+  }
   c->state = RC_CS_CLOSED;
   c->deadline = 0;
   c->send_after_connect = 0;
@@ -285,6 +346,21 @@ void rc_conn_connect(rc_conn_t *c, uint64_t timeout_ns) {
 /* Write what remains of the request. Returns 0 (all written, or waiting
  * for writability) or an RC_NET_ error kind; the caller reports it. */
 static int rc__write(rc_conn_t *c) {
+  while (c->ssl && c->out_off < c->out_len) {
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, c->out + c->out_off, (int)(c->out_len - c->out_off));
+    if (n > 0) {
+      c->out_off += (size_t)n;
+      c->bytes_out += (uint64_t)n;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+      c->state = RC_CS_SENDING;
+      return 0;
+    }
+    return e == SSL_ERROR_SYSCALL && errno ? rc__errno_kind(errno) : RC_NET_EPIPE;
+  }
   while (c->out_off < c->out_len) {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
     if (n > 0) {
@@ -336,6 +412,23 @@ void rc_conn_send(rc_conn_t *c, const char *buf, size_t len, unsigned resp_flags
   }
 }
 
+static void rc__ready(rc_conn_t *c);
+
+/* Drive the TLS handshake; any event on the socket calls it again. */
+static void rc__handshake(rc_conn_t *c) {
+  ERR_clear_error();
+  int r = SSL_connect(c->ssl);
+  if (r == 1) {
+    rc__ready(c);
+    return;
+  }
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    return;
+  }
+  rc__fail(c, (e == SSL_ERROR_SYSCALL && errno == ECONNRESET) ? RC_NET_ECONNRESET : RC_NET_ETLS);
+}
+
 static void rc__on_connected(rc_conn_t *c) {
   int soerr = 0;
   socklen_t sl = sizeof soerr;
@@ -346,6 +439,40 @@ static void rc__on_connected(rc_conn_t *c) {
     rc__fail(c, rc__errno_kind(soerr));
     return;
   }
+  if (c->addr->tls) {
+    SSL *ssl = SSL_new(c->addr->tls);
+    if (!ssl || SSL_set_fd(ssl, c->fd) != 1) {
+      SSL_free(ssl);
+      rc__fail(c, RC_NET_ETLS);
+      return;
+    }
+    c->ssl = ssl;
+    if (c->addr->sni[0]) {
+      int verify = (SSL_CTX_get_verify_mode(c->addr->tls) & SSL_VERIFY_PEER) != 0;
+      unsigned char ip[16];
+      int is_ip =
+          inet_pton(AF_INET, c->addr->sni, ip) == 1 || inet_pton(AF_INET6, c->addr->sni, ip) == 1;
+      if (is_ip) {
+        /* no SNI for an address (RFC 6066); the certificate must name it */
+        if (verify) {
+          X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->addr->sni);
+        }
+      } else {
+        SSL_set_tlsext_host_name(ssl, c->addr->sni);
+        if (verify) {
+          SSL_set1_host(ssl, c->addr->sni); /* the certificate must name the host */
+        }
+      }
+    }
+    c->state = RC_CS_HANDSHAKE;
+    rc__handshake(c);
+    return;
+  }
+  rc__ready(c);
+}
+
+/* The connection is established (and TLS negotiated): send or report. */
+static void rc__ready(rc_conn_t *c) {
   if (c->send_after_connect) {
     c->send_after_connect = 0;
     c->t_send = rc_now_ns();
@@ -374,7 +501,32 @@ static void rc__deliver(rc_conn_t *c) {
 static void rc__on_readable(rc_conn_t *c, int until_eof) {
   rc_loop_t *l = c->loop;
   for (;;) {
-    ssize_t n = recv(c->fd, l->rbuf, l->rbuf_size, 0);
+    ssize_t n;
+    if (c->ssl) {
+      /* OpenSSL reads one record at a time: a short read does not mean the
+       * socket is drained, so read on until it wants more (edge-triggered) */
+      until_eof = 1;
+      ERR_clear_error();
+      int r = SSL_read(c->ssl, l->rbuf, (int)l->rbuf_size);
+      if (r > 0) {
+        n = r;
+      } else {
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+          return;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0) ||
+            (e == SSL_ERROR_SSL &&
+             ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+          n = 0; /* the end of the stream, with or without close_notify */
+        } else {
+          n = -1;
+          errno = (e == SSL_ERROR_SYSCALL && errno) ? errno : ECONNRESET;
+        }
+      }
+    } else {
+      n = recv(c->fd, l->rbuf, l->rbuf_size, 0);
+    }
     if (n < 0) {
       if (errno == EINTR) {
         continue;
@@ -430,6 +582,10 @@ static void rc__on_readable(rc_conn_t *c, int until_eof) {
 }
 
 static void rc__on_event(rc_conn_t *c, uint32_t events) {
+  if (c->state == RC_CS_HANDSHAKE) {
+    rc__handshake(c);
+    return;
+  }
   if (c->state == RC_CS_CONNECTING) {
     if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
       rc__on_connected(c);

@@ -33,6 +33,7 @@ enum {
   RC_NET_ETOOBIG,      /* the answer body exceeds the limit */
   RC_NET_ECONNECT,     /* any other failure to connect (no route, EMFILE...) */
   RC_NET_EPIPE,        /* the request could not be written */
+  RC_NET_ETLS,         /* the TLS handshake failed (certificate, protocol) */
   RC_NET_NERR
 };
 const char *rc_net_errname(int e);
@@ -40,11 +41,28 @@ const char *rc_net_errname(int e);
 typedef struct rc_loop rc_loop_t;
 typedef struct rc_conn rc_conn_t;
 
-/* An address to connect to (resolved once, shared read-only). */
+/* An address to connect to (resolved once, shared read-only). With `tls`
+ * set (an SSL_CTX from rc_tls_ctx_new), connections to it speak TLS, with
+ * `sni` as the server name (and the name the certificate must match when
+ * the context verifies). */
 typedef struct rc_addr {
   struct sockaddr_storage sa;
   socklen_t len;
+  void *tls;
+  char sni[256];
 } rc_addr_t;
+
+/* TLS options (config.tls, -k). Paths may be NULL. */
+typedef struct rc_tls_opts {
+  int insecure; /* do not verify the server's certificate (rejectUnauthorized: false) */
+  const char *ca, *cert, *key;
+} rc_tls_opts_t;
+/* A client TLS context (OpenSSL), shared read-only by every thread. Returns
+ * NULL with a message. */
+void *rc_tls_ctx_new(const rc_tls_opts_t *o, rc_err_t *err);
+void rc_tls_ctx_free(void *ctx);
+/* Make connections to `a` speak TLS with context `tls`, to server `host`. */
+void rc_addr_set_tls(rc_addr_t *a, void *tls, const char *host);
 
 /* Resolve host:port (numeric or a name from /etc/hosts or DNS), preferring
  * IPv4. Returns 0, or -1 with a message. Blocking. */
@@ -58,11 +76,19 @@ enum {
 };
 typedef void (*rc_conn_cb)(rc_conn_t *c, int event, void *ud);
 
-enum { RC_CS_CLOSED, RC_CS_CONNECTING, RC_CS_IDLE, RC_CS_SENDING, RC_CS_WAITING };
+enum {
+  RC_CS_CLOSED,
+  RC_CS_CONNECTING,
+  RC_CS_IDLE,
+  RC_CS_SENDING,
+  RC_CS_WAITING,
+  RC_CS_HANDSHAKE /* TLS */
+};
 
 struct rc_conn {
   rc_loop_t *loop;
   int fd;
+  void *ssl; /* the TLS session on fd (SSL *), or NULL */
   uint8_t state;
   uint8_t send_after_connect; /* a request waits for the connection */
   uint8_t deferred_ev;        /* event queued for the next loop turn */

@@ -78,7 +78,7 @@ double rc_rng_double(rc_rng_t *r);
 /* An error message with an optional position, filled by the loaders and the
  * expression parser. line/col are 1-based; 0 means "no position". */
 typedef struct rc_err {
-  char msg[512];
+  char msg[4096]; /* room for every blocker of a scenario file */
   int line;
   int col;
 } rc_err_t;
@@ -92,5 +92,8 @@ int rc_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out_ns);
 /* Read a whole regular file (at most 1 GiB) into a fresh NUL-terminated
  * buffer. Returns 0, or -1 with errno set (EINVAL: not a regular file). */
 int rc_read_file(const char *path, char **out, size_t *out_len);
+/* The same with a limit of `max` bytes: a larger file fails with EFBIG
+ * before anything is read. */
+int rc_read_file_max(const char *path, size_t max, char **out, size_t *out_len);
 
 #endif /* RC_RC_H */

@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,13 @@ void rc_result_free(rc_result_t *r) {
     free(r->checks[i].detail);
     free(r->checks[i].request);
     free(r->checks[i].requests);
+    free(r->checks[i].sentence);
   }
   free(r->checks);
+  for (size_t i = 0; i < r->ntl; i++) {
+    free(r->tl[i].line);
+  }
+  free(r->tl);
   memset(r, 0, sizeof *r);
 }
 
@@ -66,6 +72,30 @@ void rc_report_live(FILE *f, double elapsed_s, const rc_tick_t *t) {
   fprintf(f, "\r\033[K  %6.1fs  %9.0f req/s  p99 %8.2f ms  errors %llu", elapsed_s,
           (double)t->requests, rc__ms(t->p99), (unsigned long long)t->errors);
   fflush(f);
+}
+
+size_t rc_result_warnings(const rc_result_t *r, char *out[RC_MAX_WARNINGS]) {
+  const rc_stats_t *s = &r->total;
+  size_t n = 0;
+  uint64_t bad = 0;
+  for (int i = 400; i < 600 && i < RC_STATUS_MAX; i++) {
+    bad += s->status[i];
+  }
+  if (s->responses > 0 && bad * 2 > s->responses) {
+    out[n++] = rc_xasprintf("%llu of %llu answers (%.0f%%) were 4xx/5xx errors: the target may "
+                            "be wrong (URL, port, prefix, credentials) and the run may have "
+                            "tested nothing",
+                            (unsigned long long)bad, (unsigned long long)s->responses,
+                            100.0 * (double)bad / (double)s->responses);
+  }
+  if (s->tmpl_undefined > 0) {
+    out[n++] =
+        rc_xasprintf("%llu template value%s named an undefined variable and %s rendered "
+                     "as 'undefined' (as Artillery does): check the variable names",
+                     (unsigned long long)s->tmpl_undefined, s->tmpl_undefined == 1 ? "" : "s",
+                     s->tmpl_undefined == 1 ? "was" : "were");
+  }
+  return n;
 }
 
 void rc_report_text(FILE *f, const rc_result_t *r) {
@@ -115,6 +145,18 @@ void rc_report_text(FILE *f, const rc_result_t *r) {
     }
     fprintf(f, "\n");
   }
+  /* latency by endpoint (step), as Artillery's metrics-by-endpoint */
+  size_t shown = 0;
+  for (size_t i = 0; i < r->nsteps && i < s->nstep_lat && shown < 20; i++) {
+    const rc_hist_t *h = s->step_lat[i];
+    if (!h || !h->count || r->nsteps < 2) {
+      continue;
+    }
+    fprintf(f, "  %-15s %s: %llu answers, p50 %.3f  p95 %.3f  p99 %.3f  max %.3f ms\n",
+            shown++ ? "" : "by step", r->steps[i].name, (unsigned long long)h->count,
+            rc__ms(rc_hist_percentile(h, 50)), rc__ms(rc_hist_percentile(h, 95)),
+            rc__ms(rc_hist_percentile(h, 99)), rc__ms(h->max));
+  }
   if (s->vu_created || s->vu_skipped) {
     fprintf(f, "  scenarios       %llu started, %llu completed, %llu failed",
             (unsigned long long)s->vu_created, (unsigned long long)s->vu_completed,
@@ -130,6 +172,10 @@ void rc_report_text(FILE *f, const rc_result_t *r) {
   if (r->max_rss_kib > 0) {
     fprintf(f, "  memory          %.1f MiB peak RSS\n", (double)r->max_rss_kib / 1024.0);
   }
+  if (r->seeded) {
+    fprintf(f, "  seed            %llu (replay with --seed %llu)\n", (unsigned long long)r->seed,
+            (unsigned long long)r->seed);
+  }
   if (r->nchecks) {
     size_t failed = rc_result_failed(r);
     fprintf(f, "  checks          %zu passed, %zu failed\n", r->nchecks - failed, failed);
@@ -140,6 +186,9 @@ void rc_report_text(FILE *f, const rc_result_t *r) {
         fprintf(f, " (%llu times)", (unsigned long long)c->failures);
       }
       fprintf(f, "\n");
+      if (!c->ok && c->sentence) {
+        fprintf(f, "         %s\n", c->sentence);
+      }
       if (c->detail && (!c->ok || strcmp(c->kind, "invariant") == 0)) {
         fprintf(f, "         %s\n", c->detail);
       }
@@ -150,6 +199,12 @@ void rc_report_text(FILE *f, const rc_result_t *r) {
         fprintf(f, "         requests involved: %s\n", c->requests);
       }
     }
+  }
+  char *warn[RC_MAX_WARNINGS];
+  size_t nwarn = rc_result_warnings(r, warn);
+  for (size_t i = 0; i < nwarn; i++) {
+    fprintf(f, "  WARNING         %s\n", warn[i]);
+    free(warn[i]);
   }
   fprintf(f, "  result          %s\n",
           r->exit_code == RC_EXIT_OK ? "PASS"
@@ -264,6 +319,22 @@ void rc_report_json_buf(rc_buf_t *b, const rc_result_t *r) {
   }
   rc_buf_printf(b, ",\n  \"ok\": %s,\n  \"exit_code\": %d", r->exit_code == 0 ? "true" : "false",
                 r->exit_code);
+  if (r->seeded) {
+    rc_buf_printf(b, ",\n  \"seed\": %llu", (unsigned long long)r->seed);
+  } else {
+    rc_buf_puts(b, ",\n  \"seed\": null");
+  }
+  char *warn[RC_MAX_WARNINGS];
+  size_t nwarn = rc_result_warnings(r, warn);
+  rc_buf_puts(b, ",\n  \"warnings\": [");
+  for (size_t i = 0; i < nwarn; i++) {
+    if (i) {
+      rc_buf_puts(b, ", ");
+    }
+    rc__jstr(b, warn[i]);
+    free(warn[i]);
+  }
+  rc_buf_puts(b, "]");
   rc_buf_printf(b,
                 ",\n  \"requests\": {\"sent\": %llu, \"answered\": %llu, \"errors\": %llu, "
                 "\"rate\": ",
@@ -351,6 +422,8 @@ void rc_report_json_buf(rc_buf_t *b, const rc_result_t *r) {
     rc__jstr(b, r->steps[i].method);
     rc_buf_printf(b, ", \"requests\": %llu, \"status\": ", (unsigned long long)n);
     rc__jcodes(b, &s->tally, -1, (long)i);
+    rc_buf_puts(b, ", \"latency_ms\": "); /* metrics by endpoint */
+    rc__jlat(b, i < s->nstep_lat ? s->step_lat[i] : NULL);
     rc_buf_putc(b, '}');
   }
   rc_buf_puts(b, first ? "]" : "\n  ]");
@@ -578,6 +651,181 @@ static void rc__svg_codes(rc_buf_t *b, const rc_result_t *r) {
   rc_buf_puts(b, "</svg>\n");
 }
 
+/* --------------------------------------------------------------- timeline */
+
+/* Request ids named by failed checks (their "requests involved"). */
+static json_t *rc__offending(const rc_result_t *r) {
+  json_t *ids = json_object();
+  for (size_t i = 0; i < r->nchecks; i++) {
+    const rc_check_t *c = &r->checks[i];
+    if (c->ok || !c->requests) {
+      continue;
+    }
+    /* [{"count": ..., "matched": n, "requests": [ids]}, ...] */
+    json_t *a = json_loads(c->requests, JSON_DECODE_ANY, NULL);
+    size_t k, m;
+    json_t *g, *v;
+    json_array_foreach(a, k, g) {
+      json_array_foreach(json_object_get(g, "requests"), m, v) {
+        if (json_is_integer(v)) {
+          char key[32];
+          snprintf(key, sizeof key, "%lld", (long long)json_integer_value(v));
+          json_object_set_new(ids, key, json_true());
+        }
+      }
+    }
+    json_decref(a);
+  }
+  return ids;
+}
+
+static const char *rc__status_colour(int status) {
+  return status == 0    ? "#6b7280"  /* network error: grey */
+         : status < 300 ? "#16a34a"  /* 2xx green */
+         : status < 400 ? "#2563eb"  /* 3xx blue */
+         : status < 500 ? "#d97706"  /* 4xx orange */
+                        : "#dc2626"; /* 5xx red */
+}
+
+/* Jepsen-style: a lane per connection (virtual user), each request a bar
+ * from its write to its answer, coloured by status; the requests behind a
+ * failed invariant outlined in black and listed with their request lines. */
+static void rc__svg_timeline(rc_buf_t *b, const rc_result_t *r) {
+  enum { MAXLANES = 120 };
+  uint64_t lanes[MAXLANES];
+  size_t nl = 0;
+  int more = 0;
+  double t0 = r->tl[0].t0_ms, t1 = t0;
+  for (size_t i = 0; i < r->ntl; i++) {
+    const rc_tlreq_t *q = &r->tl[i];
+    size_t k;
+    for (k = 0; k < nl && lanes[k] != q->vu; k++) {
+    }
+    if (k == nl) {
+      if (nl == MAXLANES) {
+        more = 1;
+        continue;
+      }
+      lanes[nl++] = q->vu;
+    }
+    if (q->t0_ms < t0) {
+      t0 = q->t0_ms;
+    }
+    if (q->t1_ms > t1) {
+      t1 = q->t1_ms;
+    }
+  }
+  double span = t1 - t0 > 0.001 ? t1 - t0 : 0.001;
+  json_t *bad = rc__offending(r);
+  const double left = 70, width = 700, lane_h = nl > 40 ? 6 : 14, top = 34;
+  double height = top + (double)nl * lane_h + 34;
+  rc_buf_puts(b, "<h2 id=\"timeline\">Burst timeline</h2>\n<p>A lane per connection (one virtual "
+                 "user each), a "
+                 "bar per request from its write to its answer, coloured by status: "
+                 "<span style=\"color:#16a34a\">2xx</span>, "
+                 "<span style=\"color:#2563eb\">3xx</span>, "
+                 "<span style=\"color:#d97706\">4xx</span>, "
+                 "<span style=\"color:#dc2626\">5xx</span>, "
+                 "<span style=\"color:#6b7280\">network error</span>. "
+                 "Requests behind a failed invariant are outlined in black. "
+                 "Hover a bar for its request.</p>\n");
+  rc_buf_printf(b,
+                "<svg width=\"%.0f\" height=\"%.0f\" role=\"img\" aria-label=\"burst timeline\">",
+                left + width + 20, height);
+  rc_buf_printf(b,
+                "<text x=\"%.0f\" y=\"18\" class=\"t\">%zu requests on %zu connections, "
+                "%.2f ms from the first write to the last answer</text>",
+                left, r->ntl, nl, span);
+  for (int g = 0; g <= 4; g++) {
+    double x = left + width * g / 4.0;
+    rc_buf_printf(b,
+                  "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" class=\"g\"/>"
+                  "<text x=\"%.1f\" y=\"%.0f\" class=\"a\" text-anchor=\"%s\">%.2f ms</text>",
+                  x, top - 4, x, height - 26, x, height - 12,
+                  g == 0   ? "start"
+                  : g == 4 ? "end"
+                           : "middle",
+                  span * g / 4.0);
+  }
+  for (size_t k = 0; k < nl; k++) {
+    if (nl <= 40 || k % 10 == 0) {
+      rc_buf_printf(b, "<text x=\"%.0f\" y=\"%.1f\" class=\"a\" text-anchor=\"end\">vu %llu</text>",
+                    left - 6, top + (double)k * lane_h + lane_h * 0.8,
+                    (unsigned long long)lanes[k]);
+    }
+  }
+  for (int pass = 0; pass < 2; pass++) { /* offending bars last, on top */
+    for (size_t i = 0; i < r->ntl; i++) {
+      const rc_tlreq_t *q = &r->tl[i];
+      char key[32];
+      snprintf(key, sizeof key, "%llu", (unsigned long long)q->req);
+      int off = json_object_get(bad, key) != NULL;
+      if (off != pass) {
+        continue;
+      }
+      size_t k;
+      for (k = 0; k < nl && lanes[k] != q->vu; k++) {
+      }
+      if (k == nl) {
+        continue;
+      }
+      double x0 = left + (q->t0_ms - t0) / span * width;
+      double w = (q->t1_ms - q->t0_ms) / span * width;
+      if (w < 1.5) {
+        w = 1.5;
+      }
+      rc_buf_printf(b,
+                    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"%s>"
+                    "<title>#%llu (vu %llu) ",
+                    x0, top + (double)k * lane_h + 1, w, lane_h - 2, rc__status_colour(q->status),
+                    off ? " stroke=\"#000\" stroke-width=\"2\"" : "", (unsigned long long)q->req,
+                    (unsigned long long)q->vu);
+      rc_buf_html_escape(b, q->line);
+      if (q->status) {
+        rc_buf_printf(b, " -&gt; %d", q->status);
+      } else {
+        rc_buf_printf(b, " -&gt; %s", q->error ? q->error : "error");
+      }
+      rc_buf_printf(b, ", sent at %.3f ms, %.3f ms%s</title></rect>", q->t0_ms - t0,
+                    q->t1_ms - q->t0_ms, off ? ", behind a failed invariant" : "");
+    }
+  }
+  rc_buf_puts(b, "</svg>\n");
+  if (more || r->tl_truncated) {
+    rc_buf_printf(b, "<p>Only the first %s are drawn.</p>\n",
+                  more ? "120 connections" : "requests (4000 in all)");
+  }
+  /* the offending requests, as they were sent */
+  size_t listed = 0;
+  for (size_t i = 0; i < r->ntl && listed < 50; i++) {
+    const rc_tlreq_t *q = &r->tl[i];
+    char key[32];
+    snprintf(key, sizeof key, "%llu", (unsigned long long)q->req);
+    if (!json_object_get(bad, key)) {
+      continue;
+    }
+    if (listed++ == 0) {
+      rc_buf_puts(b, "<table><tr><th>request</th><th>vu</th><th>sent</th><th>answer</th>"
+                     "<th>request line</th></tr>");
+    }
+    rc_buf_printf(b, "<tr><td>#%llu</td><td>%llu</td><td>%.3f ms</td><td>",
+                  (unsigned long long)q->req, (unsigned long long)q->vu, q->t0_ms - t0);
+    if (q->status) {
+      rc_buf_printf(b, "<span style=\"color:%s;font-weight:600\">%d</span> after %.3f ms",
+                    rc__status_colour(q->status), q->status, q->t1_ms - q->t0_ms);
+    } else {
+      rc_buf_printf(b, "%s", q->error ? q->error : "error");
+    }
+    rc_buf_puts(b, "</td><td><code>");
+    rc_buf_html_escape(b, q->line);
+    rc_buf_puts(b, "</code></td></tr>");
+  }
+  if (listed) {
+    rc_buf_puts(b, "</table>\n");
+  }
+  json_decref(bad);
+}
+
 int rc_report_html(const char *path, const rc_result_t *r) {
   const rc_stats_t *s = &r->total;
   rc_buf_t b = {0};
@@ -591,6 +839,8 @@ int rc_report_html(const char *path, const rc_result_t *r) {
                   "svg{display:block;margin:12px 0;background:#fafafa;border:1px solid #eee}"
                   ".t{font-size:14px;font-weight:600}.a{font-size:11px;fill:#444}"
                   ".l{font-size:11px;fill:#fff}.g{stroke:#e5e5e5}"
+                  ".warn{background:#fef3c7;border:2px solid #d97706;padding:8px 12px;"
+                  "font-weight:600}"
                   "code{background:#f3f3f3;padding:1px 3px}</style></head><body>\n");
   rc_buf_puts(&b, "<h1>racecheck ");
   rc_buf_html_escape(&b, r->mode ? r->mode : "");
@@ -598,6 +848,14 @@ int rc_report_html(const char *path, const rc_result_t *r) {
   rc_buf_html_escape(&b, r->target ? r->target : "");
   rc_buf_printf(&b, " &mdash; <span class=\"%s\">%s</span></h1>\n",
                 r->exit_code == 0 ? "ok" : "fail", r->exit_code == 0 ? "PASS" : "FAIL");
+  char *warn[RC_MAX_WARNINGS];
+  size_t nwarn = rc_result_warnings(r, warn);
+  for (size_t i = 0; i < nwarn; i++) {
+    rc_buf_puts(&b, "<p class=\"warn\">Warning: ");
+    rc_buf_html_escape(&b, warn[i]);
+    rc_buf_puts(&b, ".</p>\n");
+    free(warn[i]);
+  }
   char when[40];
   rc__iso_time(when, sizeof when, r->started_wall_ms);
   double dur = r->duration_s > 0 ? r->duration_s : 1e-9;
@@ -629,6 +887,10 @@ int rc_report_html(const char *path, const rc_result_t *r) {
                   (unsigned long long)s->vu_created, (unsigned long long)s->vu_completed,
                   (unsigned long long)s->vu_failed);
   }
+  if (r->seeded) {
+    rc_buf_printf(&b, "<tr><th>seed</th><td>%llu (replay with <code>--seed %llu</code>)</td></tr>",
+                  (unsigned long long)r->seed, (unsigned long long)r->seed);
+  }
   rc_buf_puts(&b, "</table>\n");
   if (r->nchecks) {
     rc_buf_puts(&b, "<h2>Checks</h2><table><tr><th></th><th>kind</th><th>check</th>"
@@ -639,6 +901,11 @@ int rc_report_html(const char *path, const rc_result_t *r) {
                     c->ok ? "ok" : "FAIL", c->kind);
       rc_buf_html_escape(&b, c->name ? c->name : "");
       rc_buf_puts(&b, "</code></td><td>");
+      if (!c->ok && c->sentence) {
+        rc_buf_puts(&b, "<b>");
+        rc_buf_html_escape(&b, c->sentence);
+        rc_buf_puts(&b, "</b><br>");
+      }
       rc_buf_html_escape(&b, c->detail ? c->detail : "");
       if (!c->ok && c->request) {
         rc_buf_puts(&b, "<br>request: ");
@@ -652,8 +919,14 @@ int rc_report_html(const char *path, const rc_result_t *r) {
     }
     rc_buf_puts(&b, "</table>\n");
   }
-  rc_buf_puts(&b, "<h2>Over time</h2>\n");
+  if (r->ntl) {
+    rc__svg_timeline(&b, r);
+  }
+  /* per-second charts need at least two seconds to say anything */
   size_t n = r->nticks;
+  if (n >= 2) {
+    rc_buf_puts(&b, "<h2>Over time</h2>\n");
+  }
   double *x = rc_xcalloc(n ? n : 1, sizeof *x);
   double *p50 = rc_xcalloc(n ? n : 1, sizeof *p50), *p95 = rc_xcalloc(n ? n : 1, sizeof *p95);
   double *p99 = rc_xcalloc(n ? n : 1, sizeof *p99), *rate = rc_xcalloc(n ? n : 1, sizeof *rate);
@@ -671,9 +944,11 @@ int rc_report_html(const char *path, const rc_result_t *r) {
     errs[i] = (double)r->ticks[i].errors / span;
   }
   rc_series_t lat[3] = {{"p50", "#2563eb", p50}, {"p95", "#d97706", p95}, {"p99", "#dc2626", p99}};
-  rc__svg_lines(&b, "Latency percentiles (per second)", "ms", x, n, lat, 3);
   rc_series_t rs[2] = {{"answers/s", "#16a34a", rate}, {"errors/s", "#b91c1c", errs}};
-  rc__svg_lines(&b, "Request rate", "per second", x, n, rs, 2);
+  if (n >= 2) {
+    rc__svg_lines(&b, "Latency percentiles (per second)", "ms", x, n, lat, 3);
+    rc__svg_lines(&b, "Request rate", "per second", x, n, rs, 2);
+  }
   free(x);
   free(p50);
   free(p95);
@@ -681,7 +956,9 @@ int rc_report_html(const char *path, const rc_result_t *r) {
   free(rate);
   free(errs);
   rc_buf_puts(&b, "<h2>Phases</h2>\n");
-  rc__svg_codes(&b, r);
+  if (s->responses || rc_stats_errors(s)) {
+    rc__svg_codes(&b, r);
+  }
   rc_buf_puts(&b, "<table><tr><th>phase</th><th>kind</th><th>from</th><th>to</th>"
                   "<th>requests</th><th>p99</th></tr>");
   for (size_t i = 0; i < r->nphases; i++) {
@@ -697,7 +974,33 @@ int rc_report_html(const char *path, const rc_result_t *r) {
     }
     rc_buf_puts(&b, "</td></tr>");
   }
-  rc_buf_puts(&b, "</table>\n<p>Generated by racecheck " RC_VERSION ".</p></body></html>\n");
+  rc_buf_puts(&b, "</table>\n");
+  /* latency by endpoint (step), as Artillery's metrics-by-endpoint */
+  int any_step = 0;
+  for (size_t i = 0; i < r->nsteps && i < s->nstep_lat; i++) {
+    const rc_hist_t *h = s->step_lat[i];
+    if (!h || !h->count) {
+      continue;
+    }
+    if (!any_step++) {
+      rc_buf_puts(&b, "<h2>By step</h2><table><tr><th>step</th><th>scenario</th><th>answers</th>"
+                      "<th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>");
+    }
+    rc_buf_puts(&b, "<tr><td><code>");
+    rc_buf_html_escape(&b, r->steps[i].name ? r->steps[i].name : "");
+    rc_buf_puts(&b, "</code></td><td>");
+    rc_buf_html_escape(&b, r->steps[i].scenario ? r->steps[i].scenario : "");
+    rc_buf_printf(&b,
+                  "</td><td>%llu</td><td>%.2f ms</td><td>%.2f ms</td><td>%.2f ms</td>"
+                  "<td>%.2f ms</td></tr>",
+                  (unsigned long long)h->count, rc__ms(rc_hist_percentile(h, 50)),
+                  rc__ms(rc_hist_percentile(h, 95)), rc__ms(rc_hist_percentile(h, 99)),
+                  rc__ms(h->max));
+  }
+  if (any_step) {
+    rc_buf_puts(&b, "</table>\n");
+  }
+  rc_buf_puts(&b, "<p>Generated by racecheck " RC_VERSION ".</p></body></html>\n");
   int rc = rc__write_file(path, &b);
   rc_buf_free(&b);
   return rc;

@@ -24,6 +24,18 @@ typedef struct rc_phaseinfo {
   int tally; /* the phase index its requests are tallied under, -1 none */
 } rc_phaseinfo_t;
 
+/* One request of a burst phase, for the HTML timeline (a lane per
+ * connection: each virtual user of a burst has its own). */
+typedef struct rc_tlreq {
+  uint64_t req, vu;
+  double t0_ms, t1_ms; /* written, answered (or failed), since the run's start */
+  int status;          /* 0: a network error (`error`) */
+  const char *error;   /* static */
+  char *line;          /* the rendered request line, "POST /inventory/purchase"; owned */
+  int round;
+} rc_tlreq_t;
+#define RC_TL_MAX 4000 /* requests kept for the timeline, all threads together */
+
 /* One check: an expectation, an ensure threshold or an invariant. */
 typedef struct rc_check {
   const char *kind;  /* "expect", "capture", "ensure", "invariant" */
@@ -31,6 +43,7 @@ typedef struct rc_check {
   char *detail;      /* why it failed / the values seen; owned */
   char *request;     /* the request that broke it ("#12 vu 3 POST /users -> 500"), or NULL */
   char *requests;    /* related request ids as a JSON array text, or NULL */
+  char *sentence;    /* a failed invariant in one plain sentence, or NULL */
   uint64_t failures; /* how many times it failed (expectations) */
   int ok;
 } rc_check_t;
@@ -54,6 +67,11 @@ typedef struct rc_result {
   size_t nchecks, checks_cap;
   long max_rss_kib;
   int exit_code;
+  rc_tlreq_t *tl; /* burst requests for the timeline, by send time */
+  size_t ntl;
+  int tl_truncated;
+  int seeded;    /* run/burst: `seed` is the seed of the random generators */
+  uint64_t seed; /* printed so that --seed N replays the run */
 } rc_result_t;
 
 void rc_result_init(rc_result_t *r);
@@ -64,6 +82,14 @@ rc_check_t *rc_result_add_check(rc_result_t *r, const char *kind, char *name, in
                                 char *request);
 /* Number of failed checks. */
 size_t rc_result_failed(const rc_result_t *r);
+
+/* Sentences about a suspicious run, which every report format shows: most
+ * answers 4xx/5xx (a run whose checks all held may then have tested
+ * nothing: a wrong URL, a missing token), and templates that named an
+ * undefined variable. Fills out[] with up to RC_MAX_WARNINGS strings the
+ * caller frees; returns how many. */
+#define RC_MAX_WARNINGS 2
+size_t rc_result_warnings(const rc_result_t *r, char *out[RC_MAX_WARNINGS]);
 
 /* Human summary (the end-of-run text). */
 void rc_report_text(FILE *f, const rc_result_t *r);

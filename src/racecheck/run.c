@@ -9,21 +9,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "bench.h"
+#include "cookie.h"
 #include "expr.h"
 #include "jpath.h"
 #include "net.h"
 #include "tmpl.h"
 
-#define RC_PUBLISH_NS   (100ull * 1000000ull)
-#define RC_MAX_FRAMES   18
-#define RC_HIST_FLUSH   ((size_t)64 * 1024)
-#define RC_MAX_INVOLVED 50
-#define RC_BODY_SNIPPET 200
+#define RC_PUBLISH_NS    (100ull * 1000000ull)
+#define RC_MAX_FRAMES    18
+#define RC_HIST_FLUSH    ((size_t)64 * 1024)
+#define RC_MAX_INVOLVED  50
+#define RC_BODY_SNIPPET  200
+#define RC_MAX_REDIRECTS 10 /* as got, Artillery's HTTP client */
 
 typedef struct rc_run rc_run_t;
 typedef struct rc_worker rc_worker_t;
@@ -64,7 +70,18 @@ struct rc_vu {
   rc_conn_t conn;
   const rc_addr_t *addr;
   rc_buf_t req;
-  char *url; /* rendered, for reports */
+  char *url; /* rendered request target (path and query), for reports */
+  /* the request being made, kept to follow a redirect */
+  const char *method;
+  char host[256];
+  char hostport[300];
+  rc_header_t *hs; /* rendered headers; values owned through hv */
+  char **hv;
+  size_t nh;
+  rc_buf_t body;
+  int has_body;
+  int redirects;
+  rc_jar_t *jar; /* allocated at the first cookie */
   const rc_step_t *cur;
   uint64_t intended;
   uint64_t req_id;
@@ -126,6 +143,9 @@ struct rc_worker {
   size_t nfails, fcap;
   rc_rec_t *recs;
   size_t nrecs, rcap;
+  rc_tlreq_t *tl; /* burst requests for the timeline (bounded) */
+  size_t ntl, tlcap;
+  int tl_truncated;
   rc_origin_t *origins;
   size_t norigins;
   rc_vu_t *vus; /* live virtual users, freed at the end if interrupted */
@@ -137,11 +157,13 @@ struct rc_run {
   rc_url_t target;
   char *prefix; /* target path without the trailing slash ("" for "/") */
   rc_addr_t addr;
+  void *tls; /* the TLS context of every https origin */
   json_t *globals;
   int nworkers;
   rc_worker_t *ws;
   uint64_t t0;
   int hfd;
+  int record; /* keep per-request records: --history or the HTML timeline */
   uint32_t nphases_total;
   const char *phase_names[RC_MAX_PHASES];
   atomic_uint_fast64_t phase_active[RC_MAX_PHASES];
@@ -155,6 +177,7 @@ struct rc_run {
   json_t *single_vars, *single_json;
   int single_status, single_failed;
   char *single_error;
+  char *single_line; /* the last request of the single flow, rendered */
   /* tallies of the load phases, for invariants (coordinator only) */
   rc_stats_t snap;
   int have_snap;
@@ -215,7 +238,7 @@ static char *rc__describe(const rc_vu_t *vu, int status, const char *body, size_
   rc_buf_t b = {0};
   rc_buf_printf(&b, "#%llu (vu %llu, %s) %s %s", (unsigned long long)vu->req_id,
                 (unsigned long long)vu->id, vu->scenario ? vu->scenario : "-",
-                vu->cur ? vu->cur->method : "?", vu->url ? vu->url : "?");
+                vu->method ? vu->method : "?", vu->url ? vu->url : "?");
   if (status > 0) {
     rc_buf_printf(&b, " -> %d", status);
   }
@@ -241,6 +264,37 @@ static void rc__rec_push(rc_worker_t *w, rc_rec_t rec) {
     w->recs = rc_xrealloc(w->recs, w->rcap * sizeof(rc_rec_t));
   }
   w->recs[w->nrecs++] = rec;
+}
+
+/* Keep one burst request for the HTML timeline (bounded per thread). */
+static void rc__tl_push(rc_vu_t *vu, uint64_t now, int status, const char *error) {
+  rc_worker_t *w = vu->w;
+  rc_run_t *r = w->run;
+  if (!r->o->timeline || vu->kind != RC_VU_BURST) {
+    return;
+  }
+  if (w->ntl >= RC_TL_MAX / (size_t)r->nworkers) {
+    w->tl_truncated = 1;
+    return;
+  }
+  if (w->ntl == w->tlcap) {
+    w->tlcap = w->tlcap ? w->tlcap * 2 : 64;
+    w->tl = rc_xrealloc(w->tl, w->tlcap * sizeof *w->tl);
+  }
+  uint64_t t0 = vu->conn.t_send ? vu->conn.t_send : now;
+  rc_tlreq_t *t = &w->tl[w->ntl++];
+  t->req = vu->req_id;
+  t->vu = vu->id;
+  t->t0_ms = t0 > r->t0 ? (double)(t0 - r->t0) / 1e6 : 0;
+  t->t1_ms = now > r->t0 ? (double)(now - r->t0) / 1e6 : 0;
+  t->status = status;
+  t->error = error;
+  t->line = rc_xasprintf("%s %s", vu->method ? vu->method : "?", vu->url ? vu->url : "?");
+  t->round = 0;
+  json_t *round = json_object_get(vu->vars, "$round");
+  if (round) {
+    t->round = (int)json_integer_value(round);
+  }
 }
 
 static void rc__record_fail(rc_worker_t *w, const void *key, const char *kind, const char *name,
@@ -277,21 +331,28 @@ static void rc__tctx(rc_vu_t *vu, rc_tctx_t *t) {
   t->lookup = rc__lookup;
   t->ud = vu;
   t->rng = &vu->w->rng;
+  /* an undefined variable renders as Artillery renders it, and is counted
+   * (the reports warn about it) */
+  t->undefined = &vu->w->st.tmpl_undefined;
 }
 
 static const rc_addr_t *rc__origin(rc_worker_t *w, const rc_url_t *u, rc_err_t *err) {
   rc_run_t *r = w->run;
-  if (strcmp(u->hostport, r->target.hostport) == 0) {
+  if (strcmp(u->hostport, r->target.hostport) == 0 && u->tls == r->target.tls) {
     return &r->addr;
   }
   for (size_t i = 0; i < w->norigins; i++) {
-    if (strcmp(w->origins[i].hostport, u->hostport) == 0) {
+    if (strcmp(w->origins[i].hostport, u->hostport) == 0 &&
+        (w->origins[i].addr.tls != NULL) == (u->tls != 0)) {
       return &w->origins[i].addr;
     }
   }
   rc_addr_t a;
   if (rc_addr_resolve(u->host, u->port, &a, err) != 0) {
     return NULL;
+  }
+  if (u->tls) {
+    rc_addr_set_tls(&a, r->tls, u->host);
   }
   /* never reallocated while connections point into it: fixed capacity */
   if (!w->origins) {
@@ -333,6 +394,16 @@ static void rc__set_loop_vars(rc_vu_t *vu) {
   json_object_del(vu->vars, "$loopElement");
 }
 
+/* A global that holds a loadAll payload (a list, but not one to pick from). */
+static int rc__is_load_all(const rc_file_t *f, const char *name) {
+  for (size_t i = 0; i < f->npayloads; i++) {
+    if (f->payloads[i].all && strcmp(f->payloads[i].name, name) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char *scenario,
                            const rc_step_t *steps, size_t n) {
   rc_run_t *r = w->run;
@@ -356,17 +427,21 @@ static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char 
   const char *k;
   json_t *v;
   json_object_foreach(r->globals, k, v) {
-    if (json_is_array(v) && json_array_size(v) > 0 && !json_object_get(r->o->vars, k)) {
+    if (json_is_array(v) && json_array_size(v) > 0 && !json_object_get(r->o->vars, k) &&
+        !rc__is_load_all(r->f, k)) {
       size_t i = (size_t)rc_rng_range(&w->rng, 0, (int64_t)json_array_size(v) - 1);
       json_object_set_new(vu->vars, k, json_deep_copy(json_array_get(v, i)));
     }
   }
   for (size_t p = 0; p < r->f->npayloads; p++) {
     const rc_payload_t *pl = &r->f->payloads[p];
+    if (pl->all) {
+      continue; /* loadAll: the whole list is a global variable */
+    }
     size_t row = pl->random ? (size_t)rc_rng_range(&w->rng, 0, (int64_t)pl->nrows - 1)
                             : (size_t)(atomic_fetch_add(&r->payload_seq, 1) % pl->nrows);
     for (size_t fi = 0; fi < pl->nfields; fi++) {
-      json_object_set_new(vu->vars, pl->fields[fi], json_string_nocheck(pl->rows[row][fi]));
+      json_object_set_new(vu->vars, pl->fields[fi], rc_payload_value(pl->rows[row][fi], pl->cast));
     }
   }
   pthread_mutex_lock(&r->mu);
@@ -376,6 +451,17 @@ static rc_vu_t *rc__vu_new(rc_worker_t *w, int kind, uint32_t phase, const char 
     w->st.vu_created++;
   }
   return vu;
+}
+
+static void rc__free_hdrs(rc_vu_t *vu) {
+  for (size_t i = 0; i < vu->nh; i++) {
+    free(vu->hv[i]);
+  }
+  free(vu->hv);
+  free(vu->hs);
+  vu->hv = NULL;
+  vu->hs = NULL;
+  vu->nh = 0;
 }
 
 /* Unlink and free a virtual user (no accounting). */
@@ -398,6 +484,12 @@ static void rc__vu_free(rc_vu_t *vu) {
   free(vu->last_error);
   rc_buf_free(&vu->req);
   free(vu->url);
+  rc__free_hdrs(vu);
+  rc_buf_free(&vu->body);
+  if (vu->jar) {
+    rc_jar_free(vu->jar);
+    free(vu->jar);
+  }
   free(vu);
 }
 
@@ -437,6 +529,8 @@ static void rc__vu_finish(rc_vu_t *vu) {
     r->single_status = vu->last_status;
     r->single_failed = vu->failed;
     r->single_error = vu->last_error;
+    free(r->single_line);
+    r->single_line = vu->method && vu->url ? rc_xasprintf("%s %s", vu->method, vu->url) : NULL;
     vu->last_error = NULL;
   }
   pthread_cond_broadcast(&r->cv);
@@ -474,6 +568,78 @@ static int rc__has_hdr(const rc_step_t *s, const char *name) {
   return 0;
 }
 
+/* Percent-encode what may not appear in a request target, after the
+ * template was rendered, as a WHATWG URL parser does (Artillery's client
+ * parses URLs with one): in the path, controls, space, " < > ` { } and
+ * bytes over 0x7e; in the query, controls, space, " < > ' and bytes over
+ * 0x7e. A '%' stays as it is (an already-encoded URL is not encoded twice)
+ * and a fragment ('#...') is never sent. */
+static void rc__encode_url(rc_buf_t *b, const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  int query = 0;
+  /* the scheme and authority of an absolute URL are left alone */
+  const char *p = s;
+  if (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0 || strncmp(s, "//", 2) == 0) {
+    const char *a = strstr(s, "//") + 2;
+    size_t n = strcspn(a, "/?#");
+    rc_buf_append(b, s, (size_t)(a - s) + n);
+    p = a + n;
+  }
+  for (; *p && *p != '#'; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '?') {
+      query = 1;
+    }
+    int enc = c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' ||
+              (!query && (c == '`' || c == '{' || c == '}')) || (query && c == '\'');
+    if (enc) {
+      char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+      rc_buf_append(b, e, 3);
+    } else {
+      rc_buf_putc(b, (char)c);
+    }
+  }
+  if (!b->data) {
+    rc_buf_append(b, "", 0);
+  }
+}
+
+/* Serialise vu's current request (method, host, target, headers, body)
+ * into vu->req, with the cookie jar's Cookie header unless the step sets
+ * one itself. */
+static void rc__serialise(rc_vu_t *vu) {
+  rc_buf_t cookie = {0};
+  int has_cookie = 0;
+  for (size_t i = 0; i < vu->nh; i++) {
+    has_cookie |= strcasecmp(vu->hs[i].name, "cookie") == 0;
+  }
+  rc_header_t *hs = vu->hs;
+  size_t nh = vu->nh;
+  rc_header_t extra[65];
+  if (vu->jar && !has_cookie) {
+    rc_jar_header(vu->jar, vu->host, vu->url, vu->conn.addr && vu->conn.addr->tls != NULL, &cookie);
+    if (cookie.len) {
+      memcpy(extra, vu->hs, nh * sizeof *hs);
+      extra[nh].name = "Cookie";
+      extra[nh].value = cookie.data;
+      hs = extra;
+      nh++;
+    }
+  }
+  rc_buf_clear(&vu->req);
+  rc_req_build(&vu->req, vu->method, vu->hostport, vu->url, hs, nh,
+               vu->has_body ? (vu->body.data ? vu->body.data : "") : NULL,
+               vu->has_body ? vu->body.len : 0);
+  rc_buf_free(&cookie);
+}
+
+static void rc__jar_put(rc_vu_t *vu, const char *set_cookie) {
+  if (!vu->jar) {
+    vu->jar = rc_xcalloc(1, sizeof *vu->jar);
+  }
+  rc_jar_set(vu->jar, set_cookie, vu->host, vu->url, (int64_t)(rc_wall_ms() / 1000u));
+}
+
 /* Render and serialise the request of step s into vu->req. Returns 0 or -1
  * with a message. */
 static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
@@ -481,20 +647,23 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
   rc_run_t *r = w->run;
   rc_tctx_t t;
   rc__tctx(vu, &t);
-  rc_buf_t url = {0}, body = {0};
-  rc_header_t hs[64];
-  char *hv[64];
-  size_t nh = 0;
+  rc_buf_t url = {0}, enc = {0};
   int rc = -1;
   rc_url_t abs = {0};
+  rc__free_hdrs(vu);
+  rc_buf_clear(&vu->body);
+  vu->has_body = 0;
+  vu->redirects = 0;
   if (rc_tmpl_render(s->url, &t, &url, err) != 0) {
     goto done;
   }
+  rc__encode_url(&enc, url.data ? url.data : "");
   const char *hostport = r->target.hostport;
+  const char *host = r->target.host;
   const rc_addr_t *addr = &r->addr;
   rc_buf_t path = {0};
-  if (strncmp(url.data, "http://", 7) == 0 || strncmp(url.data, "https://", 8) == 0) {
-    if (rc_url_parse(url.data, &abs, err) != 0) {
+  if (strncmp(enc.data, "http://", 7) == 0 || strncmp(enc.data, "https://", 8) == 0) {
+    if (rc_url_parse(enc.data, &abs, err) != 0) {
       goto done;
     }
     addr = rc__origin(w, &abs, err);
@@ -502,13 +671,14 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
       goto done;
     }
     hostport = abs.hostport;
+    host = abs.host;
     rc_buf_puts(&path, abs.path);
   } else {
     rc_buf_puts(&path, r->prefix);
-    if (url.data[0] != '/') {
+    if (enc.data[0] != '/') {
       rc_buf_putc(&path, '/');
     }
-    rc_buf_puts(&path, url.data);
+    rc_buf_puts(&path, enc.data);
   }
   for (size_t i = 0; i < s->nqs; i++) {
     rc_buf_t v = {0};
@@ -520,14 +690,20 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
     rc_buf_putc(&path, (i == 0 && !strchr(path.data, '?')) ? '?' : '&');
     rc__urlencode(&path, s->qs[i].name);
     rc_buf_putc(&path, '=');
-    rc__urlencode(&path, v.data);
+    rc__urlencode(&path, v.data ? v.data : "");
     rc_buf_free(&v);
   }
   free(vu->url);
   vu->url = rc_buf_steal(&path);
+  vu->method = s->method;
+  snprintf(vu->host, sizeof vu->host, "%s", host);
+  snprintf(vu->hostport, sizeof vu->hostport, "%s", hostport);
   /* headers: config.defaults.headers, then the step's */
   const rc_file_t *f = r->f;
-  for (size_t i = 0; i < f->ndefault_headers + s->nheaders && nh < 60; i++) {
+  size_t total = f->ndefault_headers + s->nheaders;
+  vu->hs = rc_xcalloc(total + 1, sizeof *vu->hs);
+  vu->hv = rc_xcalloc(total + 1, sizeof *vu->hv);
+  for (size_t i = 0; i < total && vu->nh < 60; i++) {
     const rc_kv_t *kv =
         i < f->ndefault_headers ? &f->default_headers[i] : &s->headers[i - f->ndefault_headers];
     if (i < f->ndefault_headers && rc__has_hdr(s, kv->name)) {
@@ -538,13 +714,29 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
       rc_buf_free(&v);
       goto done;
     }
-    hv[nh] = rc_buf_steal(&v);
-    hs[nh].name = kv->name;
-    hs[nh].value = hv[nh];
-    nh++;
+    if (!v.data) {
+      rc_buf_append(&v, "", 0);
+    }
+    vu->hv[vu->nh] = rc_buf_steal(&v);
+    vu->hs[vu->nh].name = kv->name;
+    vu->hs[vu->nh].value = vu->hv[vu->nh];
+    vu->nh++;
   }
-  const char *bp = NULL;
-  size_t blen = 0;
+  /* cookies given in the file (config.defaults.cookie, the step's
+   * `cookie`) go into the jar for this URL, as Artillery does */
+  for (size_t i = 0; i < f->ndefault_cookies + s->ncookies; i++) {
+    const rc_kv_t *kv =
+        i < f->ndefault_cookies ? &f->default_cookies[i] : &s->cookies[i - f->ndefault_cookies];
+    rc_buf_t v = {0};
+    if (rc_tmpl_render(kv->value, &t, &v, err) != 0) {
+      rc_buf_free(&v);
+      goto done;
+    }
+    char *sc = rc_xasprintf("%s=%s", kv->name, v.data ? v.data : "");
+    rc__jar_put(vu, sc);
+    free(sc);
+    rc_buf_free(&v);
+  }
   if (s->json) {
     json_t *j = rc_tmpl_render_json(s->json, &t, err);
     if (!j) {
@@ -552,41 +744,156 @@ static int rc__build(rc_vu_t *vu, const rc_step_t *s, rc_err_t *err) {
     }
     char *txt = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
-    rc_buf_puts(&body, txt ? txt : "null");
+    rc_buf_puts(&vu->body, txt ? txt : "null");
     free(txt);
-    int has_ct = rc__has_hdr(s, "content-type");
-    for (size_t i = 0; i < nh && !has_ct; i++) {
-      has_ct = strcasecmp(hs[i].name, "content-type") == 0;
+    int has_ct = 0;
+    for (size_t i = 0; i < vu->nh && !has_ct; i++) {
+      has_ct = strcasecmp(vu->hs[i].name, "content-type") == 0;
     }
     if (!has_ct) {
-      hv[nh] = NULL;
-      hs[nh].name = "Content-Type";
-      hs[nh].value = "application/json";
-      nh++;
+      vu->hv[vu->nh] = NULL;
+      vu->hs[vu->nh].name = "Content-Type";
+      vu->hs[vu->nh].value = "application/json";
+      vu->nh++;
     }
-    bp = body.data;
-    blen = body.len;
+    vu->has_body = 1;
   } else if (s->body) {
-    if (rc_tmpl_render(s->body, &t, &body, err) != 0) {
+    if (rc_tmpl_render(s->body, &t, &vu->body, err) != 0) {
       goto done;
     }
-    bp = body.data ? body.data : "";
-    blen = body.len;
+    vu->has_body = 1;
+  } else if (s->form) {
+    /* Artillery's form (urlencoded) and formData (multipart/form-data) */
+    char boundary[48];
+    snprintf(boundary, sizeof boundary, "racecheck-%016llx",
+             (unsigned long long)rc_rng_next(&w->rng));
+    for (size_t i = 0; i < s->nform; i++) {
+      rc_buf_t v = {0};
+      if (rc_tmpl_render(s->form[i].value, &t, &v, err) != 0) {
+        rc_buf_free(&v);
+        goto done;
+      }
+      if (s->multipart) {
+        rc_buf_printf(&vu->body, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n",
+                      boundary, s->form[i].name);
+        rc_buf_append(&vu->body, v.data ? v.data : "", v.len);
+        rc_buf_puts(&vu->body, "\r\n");
+      } else {
+        if (i) {
+          rc_buf_putc(&vu->body, '&');
+        }
+        rc__urlencode(&vu->body, s->form[i].name);
+        rc_buf_putc(&vu->body, '=');
+        rc__urlencode(&vu->body, v.data ? v.data : "");
+      }
+      rc_buf_free(&v);
+    }
+    if (s->multipart) {
+      rc_buf_printf(&vu->body, "--%s--\r\n", boundary);
+    }
+    int has_ct = 0;
+    for (size_t i = 0; i < vu->nh && !has_ct; i++) {
+      has_ct = strcasecmp(vu->hs[i].name, "content-type") == 0;
+    }
+    if (!has_ct) {
+      vu->hv[vu->nh] = s->multipart ? rc_xasprintf("multipart/form-data; boundary=%s", boundary)
+                                    : rc_xstrdup("application/x-www-form-urlencoded");
+      vu->hs[vu->nh].name = "Content-Type";
+      vu->hs[vu->nh].value = vu->hv[vu->nh];
+      vu->nh++;
+    }
+    vu->has_body = 1;
   }
-  rc_buf_clear(&vu->req);
-  rc_req_build(&vu->req, s->method, hostport, vu->url, hs, nh, bp, blen);
   if (vu->conn.addr != addr) {
     rc_conn_close(&vu->conn);
     vu->conn.addr = addr;
   }
+  rc__serialise(vu);
   rc = 0;
 done:
-  for (size_t i = 0; i < nh; i++) {
-    free(hv[i]);
-  }
   rc_url_free(&abs);
   rc_buf_free(&url);
-  rc_buf_free(&body);
+  rc_buf_free(&enc);
+  return rc;
+}
+
+/* Turn vu's request into the one a redirect answer points at: `loc` is the
+ * Location header, resolved against the current URL. 303 makes any method
+ * but HEAD a GET without a body; 301, 302, 307 and 308 keep the method and
+ * the body (got's behaviour, Artillery's HTTP client). Returns 0 or -1. */
+static int rc__redirect(rc_vu_t *vu, const char *loc, int status, rc_err_t *err) {
+  rc_worker_t *w = vu->w;
+  rc_buf_t enc = {0}, path = {0};
+  rc_url_t abs = {0};
+  const rc_addr_t *addr = vu->conn.addr;
+  int rc = -1;
+  if (strncmp(loc, "//", 2) == 0) {
+    rc_buf_puts(&enc, "http:");
+  }
+  rc__encode_url(&enc, loc);
+  if (strncmp(enc.data, "http://", 7) == 0 || strncmp(enc.data, "https://", 8) == 0) {
+    if (rc_url_parse(enc.data, &abs, err) != 0) {
+      goto done;
+    }
+    addr = rc__origin(w, &abs, err);
+    if (!addr) {
+      goto done;
+    }
+    if (strcmp(abs.hostport, vu->hostport) != 0) {
+      /* another origin: the previous host's cookies and credentials stay behind */
+      for (size_t i = 0; i < vu->nh; i++) {
+        if (strcasecmp(vu->hs[i].name, "authorization") == 0 ||
+            strcasecmp(vu->hs[i].name, "cookie") == 0 || strcasecmp(vu->hs[i].name, "host") == 0) {
+          free(vu->hv[i]);
+          vu->hv[i] = vu->hv[vu->nh - 1];
+          vu->hs[i] = vu->hs[vu->nh - 1];
+          vu->nh--;
+          i--;
+        }
+      }
+    }
+    snprintf(vu->host, sizeof vu->host, "%s", abs.host);
+    snprintf(vu->hostport, sizeof vu->hostport, "%s", abs.hostport);
+    rc_buf_puts(&path, abs.path);
+  } else if (enc.data[0] == '/') {
+    rc_buf_puts(&path, enc.data);
+  } else {
+    /* relative: against the directory of the current path */
+    size_t n = strcspn(vu->url, "?");
+    while (n > 0 && vu->url[n - 1] != '/') {
+      n--;
+    }
+    rc_buf_append(&path, vu->url, n ? n : 0);
+    if (!n) {
+      rc_buf_putc(&path, '/');
+    }
+    rc_buf_puts(&path, enc.data);
+  }
+  free(vu->url);
+  vu->url = rc_buf_steal(&path);
+  if (status == 303 && strcmp(vu->method, "HEAD") != 0) {
+    vu->method = "GET";
+    vu->has_body = 0;
+    for (size_t i = 0; i < vu->nh; i++) {
+      if (strcasecmp(vu->hs[i].name, "content-type") == 0) {
+        free(vu->hv[i]);
+        vu->hv[i] = vu->hv[vu->nh - 1];
+        vu->hs[i] = vu->hs[vu->nh - 1];
+        vu->nh--;
+        i--;
+      }
+    }
+  }
+  if (vu->conn.addr != addr) {
+    rc_conn_close(&vu->conn);
+    vu->conn.addr = addr;
+  }
+  rc__serialise(vu);
+  rc = 0;
+done:
+  rc_url_free(&abs);
+  rc_buf_free(&enc);
+  rc_buf_free(&path);
   return rc;
 }
 
@@ -605,7 +912,7 @@ static void rc__history_invoke(rc_vu_t *vu, uint64_t now) {
   rc__json_str(b, vu->scenario ? vu->scenario : "");
   rc_buf_puts(b, ",\"step\":");
   rc__json_str(b, vu->cur->name);
-  rc_buf_printf(b, ",\"method\":\"%s\",\"url\":", vu->cur->method);
+  rc_buf_printf(b, ",\"method\":\"%s\",\"url\":", vu->method);
   rc__json_str(b, vu->url);
   rc_buf_puts(b, "}\n");
   if (b->len >= RC_HIST_FLUSH) {
@@ -655,11 +962,12 @@ static void rc__send(rc_vu_t *vu, uint64_t intended) {
   uint64_t now = rc_now_ns();
   rc__history_invoke(vu, now);
   const rc_step_t *s = vu->cur;
-  unsigned flags = 0;
+  /* headers always: Set-Cookie and Location are needed whatever the step */
+  unsigned flags = RC_RESP_HEADERS;
   if (s->ncaptures || s->nexpects || vu->kind == RC_VU_SINGLE || r->hfd >= 0) {
-    flags = RC_RESP_BODY | RC_RESP_HEADERS;
+    flags |= RC_RESP_BODY;
   }
-  if (strcmp(s->method, "HEAD") == 0) {
+  if (strcmp(vu->method, "HEAD") == 0) {
     flags |= RC_RESP_HEAD;
   }
   rc_conn_send(&vu->conn, vu->req.data, vu->req.len, flags, r->f->timeout_ns);
@@ -722,7 +1030,15 @@ static void rc__vu_advance(rc_vu_t *vu, uint64_t intended) {
       return;
     case RC_STEP_THINK:
       if (s->think_ns) {
-        vu->timer_at = rc_now_ns() + s->think_ns;
+        /* Artillery's jitter: uniform in think +- jitter, never below 0 */
+        double pct = s->jitter_pct, jns = (double)s->jitter_ns;
+        if (pct == 0 && jns == 0) {
+          pct = r->f->think_jitter_pct;
+          jns = (double)r->f->think_jitter_ns;
+        }
+        double j = pct > 0 ? (double)s->think_ns * pct / 100.0 : jns;
+        double t = (double)s->think_ns + (j > 0 ? (rc_rng_double(&w->rng) * 2 - 1) * j : 0);
+        vu->timer_at = rc_now_ns() + (t > 0 ? (uint64_t)t : 0);
         rc_loop_timer(&w->loop, vu->timer_at, rc__think_cb, vu);
         return;
       }
@@ -937,6 +1253,31 @@ static int rc__check(rc_vu_t *vu, const rc_expect_t *x, int status, json_t *json
   }
 }
 
+/* A regexp capture: the whole match, or the group named or numbered by
+ * c->group (Artillery's extractRegExp); NULL when nothing matches. */
+static json_t *rc__regexp(const rc_capture_t *c, const char *body, size_t len) {
+  pcre2_match_data *md = pcre2_match_data_create_from_pattern(c->re, NULL);
+  json_t *v = NULL;
+  if (pcre2_match(c->re, (PCRE2_SPTR)body, len, 0, 0, md, NULL) >= 0) {
+    int g = 0;
+    if (c->group) {
+      char *end = NULL;
+      long n = strtol(c->group, &end, 10);
+      g = (end && !*end) ? (int)n : pcre2_substring_number_from_name(c->re, (PCRE2_SPTR)c->group);
+    }
+    PCRE2_UCHAR *sub = NULL;
+    PCRE2_SIZE sl = 0;
+    if (g >= 0 && pcre2_substring_get_bynumber(md, (uint32_t)g, &sub, &sl) == 0) {
+      if (sl > 0) { /* an empty match is no value, as in Artillery */
+        v = json_stringn((const char *)sub, sl);
+      }
+      pcre2_substring_free(sub);
+    }
+  }
+  pcre2_match_data_free(md);
+  return v;
+}
+
 static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
   rc_worker_t *w = vu->w;
   rc_run_t *r = w->run;
@@ -947,49 +1288,123 @@ static void rc__on_answer(rc_vu_t *vu, uint64_t now) {
   rc_stats_answer(&w->st, vu->phase, s->id, (uint32_t)status, lat);
   rc_hist_record(&w->tick, lat);
   w->tick_req++;
-  if (r->hfd >= 0) {
+  if (r->record) {
     rc__rec_push(w, (rc_rec_t){vu->req_id, vu->id, vu->phase, s->id, (uint32_t)status});
+  }
+  rc__tl_push(vu, now, status, NULL);
+  /* the cookie jar: every answer's Set-Cookie, redirects included */
+  for (const char *sc = rc_resp_header(resp, "set-cookie"); sc;
+       sc = rc_resp_header_next(resp, "set-cookie", sc)) {
+    rc__jar_put(vu, sc);
+  }
+  /* redirects are followed unless the step says followRedirect: false;
+   * each hop is an answer of its own (as Artillery counts them), the
+   * captures and expectations apply to the last one */
+  const char *loc = NULL;
+  if ((status == 301 || status == 302 || status == 303 || status == 307 || status == 308) &&
+      !s->no_redirect && (loc = rc_resp_header(resp, "location")) != NULL && *loc) {
+    if (vu->redirects >= RC_MAX_REDIRECTS) {
+      char *what = rc_xasprintf("%s: redirects", s->name);
+      rc__record_fail(w, s, "expect", what,
+                      rc_xasprintf("more than %d redirects", RC_MAX_REDIRECTS),
+                      rc__describe(vu, status, resp->body.data, resp->body.len));
+      free(what);
+      rc__history_complete(vu, now, status, NULL, "fail", lat, NULL);
+      rc__vu_fail(vu, "too many redirects");
+      rc__vu_finish(vu);
+      return;
+    }
+    rc_err_t err = {0};
+    char *where = rc_xstrdup(loc);
+    rc__history_complete(vu, now, status, NULL, "ok", lat, NULL);
+    if (rc__redirect(vu, where, status, &err) != 0) {
+      char *what = rc_xasprintf("%s: redirect", s->name);
+      rc__record_fail(w, s, "template", what, rc_xasprintf("Location '%s': %s", where, err.msg),
+                      NULL);
+      free(what);
+      free(where);
+      rc__vu_fail(vu, err.msg);
+      rc__vu_finish(vu);
+      return;
+    }
+    free(where);
+    vu->redirects++;
+    rc__send(vu, now);
+    return;
   }
   json_t *json = NULL;
   if (resp->body.len) {
     json = json_loadb(resp->body.data, resp->body.len, JSON_DECODE_ANY, NULL);
   }
   const char *outcome = "ok";
-  /* captures */
+  /* captures and matches, in file order */
   json_t *captured = NULL;
-  {
-    for (size_t i = 0; i < s->ncaptures; i++) {
-      const rc_capture_t *c = &s->captures[i];
-      json_t *v = NULL;
-      if (c->kind == RC_CAP_JSON) {
-        v = json ? rc_jpath_get(json, c->path) : NULL;
-        if (v) {
-          json_incref(v);
-        }
-      } else {
-        const char *h = rc_resp_header(resp, c->path);
-        v = h ? json_string_nocheck(h) : NULL;
+  for (size_t i = 0; i < s->ncaptures && !vu->failed; i++) {
+    const rc_capture_t *c = &s->captures[i];
+    json_t *v = NULL;
+    if (c->kind == RC_CAP_JSON) {
+      v = json ? rc_jpath_get(json, c->path) : NULL;
+      if (v) {
+        json_incref(v);
       }
-      char *name = rc_xasprintf("%s / %s: capture %s as %s", vu->scenario ? vu->scenario : "-",
-                                s->name, c->path, c->as);
-      if (!v) {
-        w->st.capture_failed++;
-        rc__record_fail(w, c, "capture", name,
-                        rc_xasprintf("'%s' not found in the answer", c->path),
-                        rc__describe(vu, status, resp->body.data, resp->body.len));
-        rc__vu_fail(vu, "capture failed");
-        outcome = "fail";
-        free(name);
-        break;
-      }
-      rc__fail_slot(w, c, "capture", name)->ok++;
-      free(name);
-      if (!captured) {
-        captured = json_object();
-      }
-      json_object_set(captured, c->as, v);
-      json_object_set_new(vu->vars, c->as, v);
+    } else if (c->kind == RC_CAP_HEADER) {
+      const char *h = rc_resp_header(resp, c->path);
+      v = h ? json_string_nocheck(h) : NULL;
+    } else {
+      v = rc__regexp(c, resp->body.data ? resp->body.data : "", resp->body.len);
     }
+    if (c->value) {
+      /* match: the value found must be the expected one (JavaScript's
+       * ===: 5 and "5" differ) */
+      rc_tctx_t t;
+      rc__tctx(vu, &t);
+      rc_err_t err = {0};
+      json_t *want = rc_tmpl_render_json(c->value, &t, &err);
+      int ok = v && want && json_equal(v, want);
+      char *name =
+          rc_xasprintf("%s / %s: match %s", vu->scenario ? vu->scenario : "-", s->name, c->path);
+      if (ok || !c->strict) {
+        rc__fail_slot(w, c, "match", name)->ok++;
+      } else {
+        char *got = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char *exp = want ? json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        rc__record_fail(
+            w, c, "match", name,
+            rc_xasprintf("got %s, expected %s", got ? got : "nothing", exp ? exp : err.msg),
+            rc__describe(vu, status, resp->body.data, resp->body.len));
+        free(got);
+        free(exp);
+        rc__vu_fail(vu, "match failed");
+        outcome = "fail";
+      }
+      free(name);
+      json_decref(want);
+      json_decref(v);
+      continue;
+    }
+    char *name = rc_xasprintf("%s / %s: capture %s as %s", vu->scenario ? vu->scenario : "-",
+                              s->name, c->path, c->as);
+    if (!v && !c->strict) {
+      rc__fail_slot(w, c, "capture", name)->ok++; /* strict: false -- a miss is no failure */
+      free(name);
+      continue;
+    }
+    if (!v) {
+      w->st.capture_failed++;
+      rc__record_fail(w, c, "capture", name, rc_xasprintf("'%s' not found in the answer", c->path),
+                      rc__describe(vu, status, resp->body.data, resp->body.len));
+      rc__vu_fail(vu, "capture failed");
+      outcome = "fail";
+      free(name);
+      break;
+    }
+    rc__fail_slot(w, c, "capture", name)->ok++;
+    free(name);
+    if (!captured) {
+      captured = json_object();
+    }
+    json_object_set(captured, c->as, v);
+    json_object_set_new(vu->vars, c->as, v);
   }
   /* expectations, after the captures (as in Artillery: they may use them) */
   for (size_t i = 0; i < s->nexpects && !vu->failed; i++) {
@@ -1063,10 +1478,11 @@ static void rc__conn_cb(rc_conn_t *c, int ev, void *ud) {
     rc_stats_answer(&w->st, vu->phase, vu->cur ? vu->cur->id : 0, RC_CODE_NETERR + (uint32_t)c->err,
                     0);
     w->tick_err++;
-    if (w->run->hfd >= 0) {
+    if (w->run->record) {
       rc__rec_push(w, (rc_rec_t){vu->req_id, vu->id, vu->phase, vu->cur ? vu->cur->id : 0,
                                  RC_CODE_NETERR + (uint32_t)c->err});
     }
+    rc__tl_push(vu, now, 0, name);
     rc__history_complete(vu, now, 0, name, "info", 0, NULL);
     rc__vu_fail(vu, name);
     rc__vu_finish(vu);
@@ -1392,8 +1808,10 @@ static void rc__single(rc_coord_t *c, uint32_t phase, const rc_step_t *steps, si
   json_decref(r->single_vars);
   json_decref(r->single_json);
   free(r->single_error);
+  free(r->single_line);
   r->single_vars = r->single_json = NULL;
   r->single_error = NULL;
+  r->single_line = NULL;
   r->single_failed = 0;
   r->single_status = 0;
   pthread_mutex_unlock(&r->mu);
@@ -1648,9 +2066,19 @@ static void rc__invariants(rc_coord_t *c, uint64_t *next_tick) {
       rc_check_t *chk =
           rc_result_add_check(c->out, "invariant", name, v == 1, rc_buf_steal(&d), NULL);
       if (v != 1 && inv->req) {
-        chk->request = rc_xasprintf("%s %s -> %d", inv->req->method, inv->req->url, ie.status);
+        /* the request as it was sent, not its template */
+        pthread_mutex_lock(&r->mu);
+        chk->request = r->single_line ? rc_xasprintf("%s -> %d", r->single_line, ie.status)
+                                      : rc_xasprintf("%s %s -> %d", inv->req->method, inv->req->url,
+                                                     ie.status);
+        pthread_mutex_unlock(&r->mu);
       }
-      if (v != 1 && r->hfd >= 0) {
+      if (v != 1 && !reqfail) {
+        rc_buf_t sb = {0};
+        rc_expr_sentence(inv->exprs[k], &env, &sb);
+        chk->sentence = rc_buf_steal(&sb);
+      }
+      if (v != 1 && r->record) {
         rc_buf_t ids = {0};
         rc_involved_t iv = {.r = r, .out = &ids};
         rc_expr_each_count(inv->exprs[k], rc__involved_cb, &iv);
@@ -1714,6 +2142,31 @@ static void rc__ensure(rc_run_t *r, rc_result_t *out) {
     }
     rc_result_add_check(out, "ensure", rc_xstrdup(e->text), ok, detail, NULL);
   }
+}
+
+static int rc__tl_cmp(const void *a, const void *b) {
+  const rc_tlreq_t *x = a, *y = b;
+  return x->t0_ms < y->t0_ms ? -1 : x->t0_ms > y->t0_ms ? 1 : (x->req > y->req) - (x->req < y->req);
+}
+
+/* Move the workers' timeline requests into the result, by send time. */
+static void rc__collect_timeline(rc_run_t *r, rc_result_t *out) {
+  size_t n = 0;
+  for (int i = 0; i < r->nworkers; i++) {
+    n += r->ws[i].ntl;
+    out->tl_truncated |= r->ws[i].tl_truncated;
+  }
+  if (n == 0) {
+    return;
+  }
+  out->tl = rc_xcalloc(n, sizeof *out->tl);
+  for (int i = 0; i < r->nworkers; i++) {
+    rc_worker_t *w = &r->ws[i];
+    memcpy(out->tl + out->ntl, w->tl, w->ntl * sizeof *w->tl);
+    out->ntl += w->ntl;
+    w->ntl = 0; /* the lines belong to the result now */
+  }
+  qsort(out->tl, out->ntl, sizeof *out->tl, rc__tl_cmp);
 }
 
 static void rc__collect_fails(rc_run_t *r, rc_result_t *out) {
@@ -1805,6 +2258,15 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     json_object_update(r->globals, o->vars);
   }
   json_object_set_new(r->globals, "$round", json_integer(0)); /* outside bursts */
+  for (size_t i = 0; i < f->npayloads; i++) {
+    if (f->payloads[i].all) {
+      json_object_set_new(r->globals, f->payloads[i].name, json_deep_copy(f->payloads[i].all));
+    }
+  }
+  if (!json_object_get(r->globals, "target")) {
+    /* Artillery's built-in `target` variable: the target URL in use */
+    json_object_set_new(r->globals, "target", json_string(target));
+  }
   for (size_t i = 0; i < f->nphases; i++) {
     r->phase_names[i] = f->phases[i].name;
   }
@@ -1815,6 +2277,20 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
   if (rc_addr_resolve(r->target.host, r->target.port, &r->addr, err) != 0) {
     ret = RC_EXIT_USAGE;
     goto done;
+  }
+  {
+    rc_tls_opts_t to = {.insecure = o->insecure || f->tls_insecure,
+                        .ca = f->tls_ca,
+                        .cert = f->tls_cert,
+                        .key = f->tls_key};
+    r->tls = rc_tls_ctx_new(&to, err);
+    if (!r->tls) {
+      ret = RC_EXIT_USAGE;
+      goto done;
+    }
+  }
+  if (r->target.tls) {
+    rc_addr_set_tls(&r->addr, r->tls, r->target.host);
   }
   if (rc_probe(&r->addr, 2000, err, r->target.hostport) != 0) {
     ret = RC_EXIT_DOWN;
@@ -1828,6 +2304,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
       goto done;
     }
   }
+  r->record = r->hfd >= 0 || o->timeline;
   r->nworkers = o->threads > 0 ? o->threads : 1;
   r->ws = rc_xcalloc((size_t)r->nworkers, sizeof *r->ws);
   out->mode = "run";
@@ -1999,6 +2476,7 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     }
     rc__collect_fails(r, out);
     rc__ensure(r, out);
+    rc__collect_timeline(r, out);
   }
   for (int i = 0; i < started; i++) {
     rc_worker_t *w = &r->ws[i];
@@ -2014,6 +2492,10 @@ int rc_run(const rc_run_opts_t *o, rc_result_t *out, rc_err_t *err) {
     }
     free(w->fails);
     free(w->recs);
+    for (size_t k = 0; k < w->ntl; k++) {
+      free(w->tl[k].line);
+    }
+    free(w->tl);
     free(w->origins);
     free(w->burst);
   }
@@ -2028,6 +2510,7 @@ done:
   json_decref(r->single_vars);
   json_decref(r->single_json);
   free(r->single_error);
+  free(r->single_line);
   free(r->ws);
   if (r->hfd >= 0) {
     close(r->hfd);
@@ -2035,6 +2518,9 @@ done:
   json_decref(r->globals);
   free(r->prefix);
   rc_url_free(&r->target);
+  if (r->tls) {
+    rc_tls_ctx_free(r->tls);
+  }
   pthread_cond_destroy(&r->cv);
   pthread_mutex_destroy(&r->mu);
   return ret;

@@ -28,8 +28,10 @@ typedef struct rc_run_opts {
   uint64_t seed;
   json_t *vars; /* --var overrides (object), borrowed */
   const char *history_path;
-  int live;    /* the once-a-second line on stderr */
-  int verbose; /* print log steps */
+  int live;     /* the once-a-second line on stderr */
+  int verbose;  /* print log steps */
+  int insecure; /* -k: do not verify TLS certificates */
+  int timeline; /* keep burst requests and the requests behind failed invariants (HTML) */
 } rc_run_opts_t;
 
 /* Run the file; fill `out` (initialised by the caller). Returns

@@ -12,6 +12,9 @@
 #include <strings.h>
 #include <yaml.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "http.h"
 #include "jpath.h"
 #include "tmpl.h"
@@ -19,7 +22,14 @@
 #define RC_MAX_DEPTH      64     /* nesting of YAML values converted to JSON */
 #define RC_MAX_JSON_NODES 200000 /* total, against alias bombs */
 #define RC_MAX_LOOP_DEPTH 16
-#define RC_MAX_STEPS      (1u << 20)
+#define RC_MAX_STEPS      (1u << 20) /* request steps */
+#define RC_MAX_ALL_STEPS  100000u    /* steps of every kind, aliases expanded */
+/* Bounds checked before the YAML document is built, so that no file can
+ * make the loader take unbounded time or memory. */
+#define RC_MAX_FILE_BYTES   (16u << 20) /* a scenario file; CSV payloads are apart */
+#define RC_MAX_YAML_DEPTH   128         /* nesting of lists and mappings */
+#define RC_MAX_YAML_NODES   500000      /* scalars, lists and mappings */
+#define RC_MAX_YAML_ALIASES 10000       /* *alias references */
 
 typedef struct rc_ld {
   yaml_document_t doc;
@@ -27,6 +37,7 @@ typedef struct rc_ld {
   rc_err_t *err;
   rc_file_t *f;
   size_t json_budget;
+  size_t step_budget;
   int loop_depth;
 } rc_ld_t;
 
@@ -228,7 +239,8 @@ static json_t *rc__to_json(rc_ld_t *l, const yaml_node_t *n, int depth) {
     return NULL;
   }
   if (l->json_budget == 0) {
-    rc__fail(l, n, "value too large (aliases expand to over %d nodes)", RC_MAX_JSON_NODES);
+    rc__fail(l, n, "values too large: over %d nodes in all (counting what aliases expand to)",
+             RC_MAX_JSON_NODES);
     return NULL;
   }
   l->json_budget--;
@@ -374,36 +386,129 @@ static const char *rc__method_upper(const char *m) {
 static int rc__flow(rc_ld_t *l, const yaml_node_t *n, const char *where, const char *scenario,
                     rc_flow_t *out);
 
-static int rc__capture(rc_ld_t *l, const yaml_node_t *n, rc_capture_t *c) {
-  static const char *const keys[] = {"json", "header", "as", NULL};
-  if (rc__want(l, n, YAML_MAPPING_NODE, "a capture") != 0 || rc__keys(l, n, "capture", keys) != 0) {
+/* A think jitter as Artillery writes it: "20%" of the think time, or a
+ * number of milliseconds (the unit of Artillery's think times). */
+static int rc__jitter(rc_ld_t *l, const yaml_node_t *n, double *pct, uint64_t *ns) {
+  if (rc__want(l, n, YAML_SCALAR_NODE, "jitter") != 0) {
+    return -1;
+  }
+  const char *s = rc__str(n);
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || !(v >= 0) || v > 1e9) {
+    return rc__fail(l, n, "jitter must be a percentage (20%%) or milliseconds, not '%s'", s);
+  }
+  if (*end == '%' && end[1] == '\0' && v <= 100) {
+    *pct = v;
+    *ns = 0;
+    return 0;
+  }
+  if (*end != '\0') {
+    return rc__fail(l, n, "jitter must be a percentage (20%%) or milliseconds, not '%s'", s);
+  }
+  *pct = 0;
+  *ns = (uint64_t)(v * 1e6);
+  return 0;
+}
+
+/* A capture (`as`), or a match (`value`, is_match): json, header or
+ * regexp (PCRE2, with Artillery's `group` and `flags`), `strict`. */
+static int rc__capture(rc_ld_t *l, const yaml_node_t *n, rc_capture_t *c, int is_match) {
+  static const char *const ckeys[] = {"json",   "header", "regexp", "as",
+                                      "strict", "group",  "flags",  NULL};
+  static const char *const mkeys[] = {"json",   "header", "regexp", "value",
+                                      "strict", "group",  "flags",  NULL};
+  const char *what = is_match ? "match" : "capture";
+  if (rc__want(l, n, YAML_MAPPING_NODE, is_match ? "a match" : "a capture") != 0 ||
+      rc__keys(l, n, what, is_match ? mkeys : ckeys) != 0) {
     return -1;
   }
   c->line = (int)n->start_mark.line + 1;
+  c->strict = 1;
   int have = 0;
+  const char *flags = "";
+  const yaml_node_t *re_node = NULL;
   RC_FOREACH_PAIR(l, n, key, val) {
     if (strcmp(key, "as") == 0) {
       if (rc__string(l, val, "capture.as", &c->as) != 0) {
         return -1;
       }
+    } else if (strcmp(key, "strict") == 0) {
+      if (rc__bool(l, val, "strict", &c->strict) != 0) {
+        return -1;
+      }
+    } else if (strcmp(key, "group") == 0) {
+      if (rc__string(l, val, "group", &c->group) != 0) {
+        return -1;
+      }
+    } else if (strcmp(key, "flags") == 0) {
+      if (rc__want(l, val, YAML_SCALAR_NODE, "flags") != 0) {
+        return -1;
+      }
+      flags = rc__str(val);
+    } else if (strcmp(key, "value") == 0) {
+      c->value = rc__to_json(l, val, 0);
+      if (!c->value || rc__check_json_tmpl(l, val, c->value) != 0) {
+        return -1;
+      }
     } else {
       if (have++) {
-        return rc__fail(l, val, "a capture takes one of json or header");
+        return rc__fail(l, val, "a %s takes one of json, header or regexp", what);
       }
-      c->kind = strcmp(key, "json") == 0 ? RC_CAP_JSON : RC_CAP_HEADER;
+      c->kind = strcmp(key, "json") == 0     ? RC_CAP_JSON
+                : strcmp(key, "header") == 0 ? RC_CAP_HEADER
+                                             : RC_CAP_REGEXP;
       if (rc__string(l, val, key, &c->path) != 0) {
         return -1;
       }
       rc_err_t e = {0};
       if (c->kind == RC_CAP_JSON && rc_jpath_check(c->path, &e) != 0) {
-        return rc__fail(l, val, "capture.json: %s", e.msg);
+        return rc__fail(l, val, "%s.json: %s", what, e.msg);
       }
+      re_node = c->kind == RC_CAP_REGEXP ? val : NULL;
     }
   }
   if (!have) {
-    return rc__fail(l, n, "a capture needs json or header");
+    return rc__fail(l, n, "a %s needs json, header or regexp", what);
   }
-  if (!c->as || !*c->as) {
+  if (re_node) {
+    uint32_t opts = 0;
+    for (const char *p = flags; *p; p++) {
+      switch (*p) {
+      case 'i':
+        opts |= PCRE2_CASELESS;
+        break;
+      case 'm':
+        opts |= PCRE2_MULTILINE;
+        break;
+      case 's':
+        opts |= PCRE2_DOTALL;
+        break;
+      case 'u':
+        opts |= PCRE2_UTF;
+        break;
+      case 'g':
+      case 'y':
+      case 'd':
+        break; /* no meaning for one exec() */
+      default:
+        return rc__fail(l, re_node, "unknown regexp flag '%c' (i, m, s, u, g)", *p);
+      }
+    }
+    int code = 0;
+    PCRE2_SIZE off = 0;
+    c->re = pcre2_compile((PCRE2_SPTR)c->path, PCRE2_ZERO_TERMINATED, opts, &code, &off, NULL);
+    if (!c->re) {
+      PCRE2_UCHAR msg[200];
+      pcre2_get_error_message(code, msg, sizeof msg);
+      return rc__fail(l, re_node, "regexp: %s at offset %zu", (const char *)msg, (size_t)off);
+    }
+  }
+  if (is_match && !c->value) {
+    return rc__fail(l, n, "a match needs 'value' (what the answer must hold)");
+  }
+  if (!is_match && (!c->as || !*c->as)) {
     return rc__fail(l, n, "a capture needs 'as' (the variable name)");
   }
   return 0;
@@ -545,8 +650,9 @@ static int rc__expects(rc_ld_t *l, const yaml_node_t *n, rc_step_t *s) {
 
 static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, const char *scenario,
                        rc_step_t *s) {
-  static const char *const keys[] = {"url",     "json",   "body", "headers", "qs",
-                                     "capture", "expect", "name", NULL};
+  static const char *const keys[] = {"url",    "json",    "body",     "headers", "qs",
+                                     "cookie", "capture", "expect",   "name",    "followRedirect",
+                                     "match",  "form",    "formData", NULL};
   if (rc__want(l, n, YAML_MAPPING_NODE, method) != 0 || rc__keys(l, n, method, keys) != 0) {
     return -1;
   }
@@ -567,19 +673,31 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
       rc = rc__kvs(l, val, "headers", &s->headers, &s->nheaders);
     } else if (strcmp(key, "qs") == 0) {
       rc = rc__kvs(l, val, "qs", &s->qs, &s->nqs);
-    } else if (strcmp(key, "capture") == 0) {
+    } else if (strcmp(key, "cookie") == 0) {
+      rc = rc__kvs(l, val, "cookie", &s->cookies, &s->ncookies);
+    } else if (strcmp(key, "form") == 0 || strcmp(key, "formData") == 0) {
+      if (s->form) {
+        return rc__fail(l, val, "a request takes form or formData, not both");
+      }
+      s->multipart = key[4] == 'D';
+      rc = rc__kvs(l, val, key, &s->form, &s->nform);
+    } else if (strcmp(key, "followRedirect") == 0) {
+      int follow = 1;
+      rc = rc__bool(l, val, "followRedirect", &follow);
+      s->no_redirect = !follow;
+    } else if (strcmp(key, "capture") == 0 || strcmp(key, "match") == 0) {
+      /* captures and matches share one list, in file order */
+      int is_match = key[0] == 'm';
       size_t cnt = val->type == YAML_SEQUENCE_NODE
                        ? (size_t)(val->data.sequence.items.top - val->data.sequence.items.start)
                        : 1;
-      s->captures = rc_xcalloc(cnt, sizeof *s->captures);
-      if (val->type == YAML_SEQUENCE_NODE) {
-        for (size_t i = 0; i < cnt && rc == 0; i++) {
-          rc = rc__capture(l, rc__node(l, val->data.sequence.items.start[i]), &s->captures[i]);
-          s->ncaptures++;
-        }
-      } else {
-        rc = rc__capture(l, val, &s->captures[0]);
-        s->ncaptures = 1;
+      s->captures = rc_xrealloc(s->captures, (s->ncaptures + cnt) * sizeof *s->captures);
+      memset(s->captures + s->ncaptures, 0, cnt * sizeof *s->captures);
+      for (size_t i = 0; i < cnt && rc == 0; i++) {
+        const yaml_node_t *one =
+            val->type == YAML_SEQUENCE_NODE ? rc__node(l, val->data.sequence.items.start[i]) : val;
+        rc = rc__capture(l, one, &s->captures[s->ncaptures], is_match);
+        s->ncaptures++;
       }
     } else if (strcmp(key, "expect") == 0) {
       rc = rc__expects(l, val, s);
@@ -591,14 +709,26 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
   if (!s->url) {
     return rc__fail(l, n, "%s needs a url", method);
   }
-  if (s->json && s->body) {
-    return rc__fail(l, n, "%s takes json or body, not both", method);
+  if ((s->json != NULL) + (s->body != NULL) + (s->form != NULL) > 1) {
+    return rc__fail(l, n, "%s takes one of json, body, form or formData", method);
   }
   if (!s->name) {
     s->name = rc_xasprintf("%s %s", s->method, s->url);
   }
   if (l->f->nsteps >= RC_MAX_STEPS) {
     return rc__fail(l, n, "too many requests in one file");
+  }
+  if (l->f->expect_default_200 && s->nexpects == 0 && strcmp(scenario, "invariants") != 0) {
+    /* Artillery's expect plugin with expectDefault200: a request without
+     * expectations expects a 200 */
+    s->expects = rc_xcalloc(1, sizeof *s->expects);
+    s->nexpects = 1;
+    s->expects[0].kind = RC_EXP_STATUS;
+    s->expects[0].codes = rc_xcalloc(1, sizeof(int));
+    s->expects[0].codes[0] = 200;
+    s->expects[0].ncodes = 1;
+    s->expects[0].text = rc_xstrdup("statusCode 200 (expectDefault200)");
+    s->expects[0].line = s->line;
   }
   s->id = rc_file_add_stepinfo(l->f, s->name, scenario, s->method);
   return 0;
@@ -607,6 +737,11 @@ static int rc__request(rc_ld_t *l, const yaml_node_t *n, const char *method, con
 static int rc__step(rc_ld_t *l, const yaml_node_t *n, const char *where, const char *scenario,
                     rc_step_t *s) {
   s->line = (int)n->start_mark.line + 1;
+  if (l->step_budget == 0) {
+    return rc__fail(l, n, "too many steps: over %u in all (counting what aliases expand to)",
+                    RC_MAX_ALL_STEPS);
+  }
+  l->step_budget--;
   if (n->type != YAML_MAPPING_NODE) {
     return rc__fail(l, n, "each step of %s must be a mapping such as 'get: {url: /}'", where);
   }
@@ -691,11 +826,17 @@ static int rc__step(rc_ld_t *l, const yaml_node_t *n, const char *where, const c
     }
     return 0;
   }
-  if (n->data.mapping.pairs.top - n->data.mapping.pairs.start != 1) {
+  const yaml_node_t *jitter = NULL;
+  RC_FOREACH_PAIR(l, n, key, val) {
+    if (strcmp(action, "think") == 0 && strcmp(key, "jitter") == 0) {
+      jitter = val; /* Artillery: think with a jitter next to it */
+    }
+  }
+  if (n->data.mapping.pairs.top - n->data.mapping.pairs.start != (jitter ? 2 : 1)) {
     yaml_node_t *k1 = NULL;
     RC_FOREACH_PAIR(l, n, key, val) {
       (void)val;
-      if (strcmp(key, action) != 0 && !k1) {
+      if (strcmp(key, action) != 0 && !(jitter && strcmp(key, "jitter") == 0) && !k1) {
         k1 = rc__node(l, key_pair->key);
       }
     }
@@ -704,6 +845,9 @@ static int rc__step(rc_ld_t *l, const yaml_node_t *n, const char *where, const c
   }
   if (strcmp(action, "think") == 0) {
     s->kind = RC_STEP_THINK;
+    if (jitter && rc__jitter(l, jitter, &s->jitter_pct, &s->jitter_ns) != 0) {
+      return -1;
+    }
     return rc__duration(l, aval, "think", &s->think_ns);
   }
   if (strcmp(action, "log") == 0) {
@@ -928,13 +1072,16 @@ static int rc__csv(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
 }
 
 static int rc__payload(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
-  static const char *const keys[] = {"path", "fields", "order", "skipHeader", "delimiter", NULL};
+  static const char *const keys[] = {"path", "fields",  "order", "skipHeader", "delimiter",
+                                     "cast", "loadAll", "name",  NULL};
+  int load_all = 0;
   if (rc__want(l, n, YAML_MAPPING_NODE, "config.payload") != 0 ||
       rc__keys(l, n, "config.payload", keys) != 0) {
     return -1;
   }
   p->random = 1;
   p->delimiter = ',';
+  p->cast = 1;
   RC_FOREACH_PAIR(l, n, key, val) {
     int rc = 0;
     if (strcmp(key, "path") == 0) {
@@ -963,6 +1110,12 @@ static int rc__payload(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
       }
     } else if (strcmp(key, "skipHeader") == 0) {
       rc = rc__bool(l, val, "payload.skipHeader", &p->skip_header);
+    } else if (strcmp(key, "cast") == 0) {
+      rc = rc__bool(l, val, "payload.cast", &p->cast);
+    } else if (strcmp(key, "loadAll") == 0) {
+      rc = rc__bool(l, val, "payload.loadAll", &load_all);
+    } else if (strcmp(key, "name") == 0) {
+      rc = rc__string(l, val, "payload.name", &p->name);
     } else if (strcmp(key, "delimiter") == 0) {
       if (rc__want(l, val, YAML_SCALAR_NODE, "payload.delimiter") != 0) {
         return -1;
@@ -982,7 +1135,43 @@ static int rc__payload(rc_ld_t *l, const yaml_node_t *n, rc_payload_t *p) {
   if (p->nfields == 0) {
     return rc__fail(l, n, "config.payload needs fields (the variable name of each column)");
   }
-  return rc__csv(l, n, p);
+  if (load_all != (p->name != NULL)) {
+    return rc__fail(l, n, "payload.loadAll and payload.name go together (name: the variable)");
+  }
+  if (rc__csv(l, n, p) != 0) {
+    return -1;
+  }
+  if (load_all) {
+    /* Artillery's loadAll: every row, as a list of objects, in one variable */
+    p->all = json_array();
+    for (size_t r = 0; r < p->nrows; r++) {
+      json_t *o = json_object();
+      for (size_t k = 0; k < p->nfields; k++) {
+        json_object_set_new(o, p->fields[k], rc_payload_value(p->rows[r][k], p->cast));
+      }
+      json_array_append_new(p->all, o);
+    }
+  }
+  return 0;
+}
+
+json_t *rc_payload_value(const char *field, int cast) {
+  if (cast && *field) {
+    char *end = NULL;
+    errno = 0;
+    long long iv = strtoll(field, &end, 10);
+    if (!*end && !errno) {
+      return json_integer(iv);
+    }
+    errno = 0;
+    double dv = strtod(field, &end);
+    if (!*end && !errno && isfinite(dv) && !isalpha((unsigned char)field[0]) &&
+        !isalpha((unsigned char)field[*field == '-' || *field == '+'])) {
+      return json_real(dv); /* not "inf", "nan" or hex spelled in letters */
+    }
+  }
+  json_t *v = json_string(field);
+  return v ? v : json_string("");
 }
 
 static const struct {
@@ -1063,8 +1252,9 @@ static int rc__ensure(rc_ld_t *l, const yaml_node_t *n) {
 }
 
 static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
-  static const char *const keys[] = {"target", "phases",  "variables", "payload", "http",
-                                     "ensure", "plugins", "defaults",  NULL};
+  static const char *const keys[] = {"target",       "phases", "variables", "payload",
+                                     "http",         "ensure", "plugins",   "defaults",
+                                     "environments", "tls",    NULL};
   rc_file_t *f = l->f;
   if (rc__want(l, n, YAML_MAPPING_NODE, "config") != 0 || rc__keys(l, n, "config", keys) != 0) {
     return -1;
@@ -1143,25 +1333,101 @@ static int rc__config(rc_ld_t *l, const yaml_node_t *n) {
       }
     } else if (strcmp(key, "ensure") == 0) {
       rc = rc__ensure(l, val);
+    } else if (strcmp(key, "tls") == 0) {
+      /* Artillery passes config.tls to Node's TLS options; racecheck
+       * reads rejectUnauthorized, and files for ca, cert and key */
+      static const char *const tkeys[] = {"rejectUnauthorized", "ca", "cert", "key", NULL};
+      if (rc__want(l, val, YAML_MAPPING_NODE, "config.tls") != 0 ||
+          rc__keys(l, val, "config.tls", tkeys) != 0) {
+        return -1;
+      }
+      RC_FOREACH_PAIR(l, val, tkey, tval) {
+        if (strcmp(tkey, "rejectUnauthorized") == 0) {
+          int reject = 1;
+          if (rc__bool(l, tval, "config.tls.rejectUnauthorized", &reject) != 0) {
+            return -1;
+          }
+          f->tls_insecure = !reject;
+          continue;
+        }
+        char *rel = NULL;
+        if (rc__string(l, tval, tkey, &rel) != 0 || !rel) {
+          free(rel);
+          return -1;
+        }
+        char *full =
+            (rel[0] == '/' || !f->dir) ? rc_xstrdup(rel) : rc_xasprintf("%s/%s", f->dir, rel);
+        free(rel);
+        char **slot = strcmp(tkey, "ca") == 0     ? &f->tls_ca
+                      : strcmp(tkey, "cert") == 0 ? &f->tls_cert
+                                                  : &f->tls_key;
+        free(*slot);
+        *slot = full;
+      }
+    } else if (strcmp(key, "environments") == 0) {
+      /* used by -e (merged before this walk); only its shape is checked */
+      if (rc__want(l, val, YAML_MAPPING_NODE, "config.environments") != 0) {
+        return -1;
+      }
+      RC_FOREACH_PAIR(l, val, ekey, eval) {
+        char what[300];
+        snprintf(what, sizeof what, "config.environments.%s", ekey);
+        if (rc__want(l, eval, YAML_MAPPING_NODE, what) != 0) {
+          return -1;
+        }
+      }
     } else if (strcmp(key, "defaults") == 0) {
-      static const char *const dkeys[] = {"headers", NULL};
+      static const char *const dkeys[] = {"headers", "cookie", "think", NULL};
       if (rc__want(l, val, YAML_MAPPING_NODE, "config.defaults") != 0 ||
           rc__keys(l, val, "config.defaults", dkeys) != 0) {
         return -1;
       }
       RC_FOREACH_PAIR(l, val, dkey, dval) {
-        (void)dkey;
-        if (rc__kvs(l, dval, "headers", &f->default_headers, &f->ndefault_headers) != 0) {
+        if (strcmp(dkey, "think") == 0) {
+          static const char *const tkeys[] = {"jitter", NULL};
+          if (rc__want(l, dval, YAML_MAPPING_NODE, "config.defaults.think") != 0 ||
+              rc__keys(l, dval, "config.defaults.think", tkeys) != 0) {
+            return -1;
+          }
+          RC_FOREACH_PAIR(l, dval, jkey, jval) {
+            (void)jkey;
+            if (rc__jitter(l, jval, &f->think_jitter_pct, &f->think_jitter_ns) != 0) {
+              return -1;
+            }
+          }
+          continue;
+        }
+        if (strcmp(dkey, "cookie") == 0
+                ? rc__kvs(l, dval, "cookie", &f->default_cookies, &f->ndefault_cookies) != 0
+                : rc__kvs(l, dval, "headers", &f->default_headers, &f->ndefault_headers) != 0) {
           return -1;
         }
       }
     } else if (strcmp(key, "plugins") == 0) {
       /* Artillery needs `plugins: {expect: {}}` for expectations and
-       * `ensure` for thresholds; both are built in here. */
+       * `ensure` for thresholds; both are built in here. Thresholds given
+       * under plugins.ensure are read like config.ensure (Artillery's
+       * ensure plugin takes either). */
       static const char *const pkeys[] = {"expect", "ensure", "metrics-by-endpoint", NULL};
       if (rc__want(l, val, YAML_MAPPING_NODE, "config.plugins") != 0 ||
           rc__keys(l, val, "config.plugins", pkeys) != 0) {
         return -1;
+      }
+      RC_FOREACH_PAIR(l, val, pkey, pval) {
+        if (strcmp(pkey, "ensure") == 0 && pval->type == YAML_MAPPING_NODE &&
+            rc__ensure(l, pval) != 0) {
+          return -1;
+        }
+        if (strcmp(pkey, "expect") == 0 && pval->type == YAML_MAPPING_NODE) {
+          /* the expect plugin's options: expectDefault200 is honoured,
+           * the others (output formats) have no meaning here */
+          RC_FOREACH_PAIR(l, pval, ekey, eval) {
+            if (strcmp(ekey, "expectDefault200") == 0 &&
+                rc__bool(l, eval, "expectDefault200", &f->expect_default_200) != 0) {
+              return -1;
+            }
+          }
+        }
       }
     }
     if (rc != 0) {
@@ -1376,6 +1642,413 @@ static int rc__root(rc_ld_t *l, const yaml_node_t *root) {
   return 0;
 }
 
+/* --------------------------------------------------------------- environments */
+
+/* `-e NAME` merges config.environments.NAME over config the way Artillery
+ * does (lodash's merge): mappings key by key, recursively; lists element
+ * by element; anything else is replaced. The merged nodes are added to the
+ * document (by index: adding nodes may move them), bounded in number. */
+#define RC_MAX_MERGE 100000
+
+static int rc__merge(rc_ld_t *l, int a, int b, size_t *budget, int depth) {
+  yaml_node_t *na = rc__node(l, a), *nb = rc__node(l, b);
+  if (!na || !nb || depth > RC_MAX_YAML_DEPTH || *budget == 0) {
+    return 0;
+  }
+  (*budget)--;
+  yaml_mark_t mark = na->start_mark;
+  if (na->type == YAML_MAPPING_NODE && nb->type == YAML_MAPPING_NODE) {
+    int m = yaml_document_add_mapping(&l->doc, NULL, YAML_BLOCK_MAPPING_STYLE);
+    if (!m) {
+      return 0;
+    }
+    /* na and nb may have moved with the new node: use indexes from here */
+    rc__node(l, m)->start_mark = mark;
+    na = rc__node(l, a);
+    nb = rc__node(l, b);
+    size_t ca = (size_t)(na->data.mapping.pairs.top - na->data.mapping.pairs.start);
+    size_t cb = (size_t)(nb->data.mapping.pairs.top - nb->data.mapping.pairs.start);
+    for (size_t i = 0; i < ca + cb; i++) {
+      /* re-fetch: adding nodes may have moved them */
+      yaml_node_t *x = rc__node(l, i < ca ? a : b);
+      yaml_node_pair_t pr = x->data.mapping.pairs.start[i < ca ? i : i - ca];
+      const char *k = rc__key_str(rc__node(l, pr.key));
+      int other = 0;
+      yaml_node_t *y = rc__node(l, i < ca ? b : a);
+      for (yaml_node_pair_t *q = y->data.mapping.pairs.start; q < y->data.mapping.pairs.top; q++) {
+        if (strcmp(rc__key_str(rc__node(l, q->key)), k) == 0) {
+          other = q->value;
+        }
+      }
+      int v = pr.value;
+      if (i < ca && other) {
+        v = rc__merge(l, pr.value, other, budget, depth + 1);
+      } else if (i >= ca && other) {
+        continue; /* merged with the base's key above */
+      }
+      if (!v || !yaml_document_append_mapping_pair(&l->doc, m, pr.key, v)) {
+        return 0;
+      }
+    }
+    return m;
+  }
+  if (na->type == YAML_SEQUENCE_NODE && nb->type == YAML_SEQUENCE_NODE) {
+    int sq = yaml_document_add_sequence(&l->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
+    if (!sq) {
+      return 0;
+    }
+    rc__node(l, sq)->start_mark = mark;
+    size_t ca = (size_t)(rc__node(l, a)->data.sequence.items.top -
+                         rc__node(l, a)->data.sequence.items.start);
+    size_t cb = (size_t)(rc__node(l, b)->data.sequence.items.top -
+                         rc__node(l, b)->data.sequence.items.start);
+    for (size_t i = 0; i < (ca > cb ? ca : cb); i++) {
+      int ia = i < ca ? rc__node(l, a)->data.sequence.items.start[i] : 0;
+      int ib = i < cb ? rc__node(l, b)->data.sequence.items.start[i] : 0;
+      int v = ia && ib ? rc__merge(l, ia, ib, budget, depth + 1) : (ia ? ia : ib);
+      if (!v || !yaml_document_append_sequence_item(&l->doc, sq, v)) {
+        return 0;
+      }
+    }
+    return sq;
+  }
+  return b;
+}
+
+static int rc__prescan(const char *text, size_t len, const char *path, rc_err_t *err);
+
+/* Copy node `idx` of document `src` into l->doc; the new index, or 0. */
+static int rc__copy(rc_ld_t *l, yaml_document_t *src, int idx, size_t *budget, int depth) {
+  yaml_node_t *n = yaml_document_get_node(src, idx);
+  if (!n || depth > RC_MAX_YAML_DEPTH || *budget == 0) {
+    return 0;
+  }
+  (*budget)--;
+  if (n->type == YAML_SCALAR_NODE) {
+    return yaml_document_add_scalar(&l->doc, NULL, n->data.scalar.value, (int)n->data.scalar.length,
+                                    n->data.scalar.style);
+  }
+  if (n->type == YAML_SEQUENCE_NODE) {
+    int sq = yaml_document_add_sequence(&l->doc, NULL, YAML_FLOW_SEQUENCE_STYLE);
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    for (size_t i = 0; sq && i < cnt; i++) {
+      int item = yaml_document_get_node(src, idx)->data.sequence.items.start[i];
+      int v = rc__copy(l, src, item, budget, depth + 1);
+      if (!v || !yaml_document_append_sequence_item(&l->doc, sq, v)) {
+        return 0;
+      }
+    }
+    return sq;
+  }
+  int m = yaml_document_add_mapping(&l->doc, NULL, YAML_FLOW_MAPPING_STYLE);
+  size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+  for (size_t i = 0; m && i < cnt; i++) {
+    yaml_node_pair_t pr = yaml_document_get_node(src, idx)->data.mapping.pairs.start[i];
+    int k = rc__copy(l, src, pr.key, budget, depth + 1);
+    int v = k ? rc__copy(l, src, pr.value, budget, depth + 1) : 0;
+    if (!v || !yaml_document_append_mapping_pair(&l->doc, m, k, v)) {
+      return 0;
+    }
+  }
+  return m;
+}
+
+/* --overrides JSON: merged over the whole file, as Artillery does (after
+ * the environment). 0, or -1 with a message. */
+static int rc__overrides(rc_ld_t *l, const char *text) {
+  yaml_parser_t parser;
+  yaml_document_t od;
+  if (!yaml_parser_initialize(&parser)) {
+    rc_err_set(l->err, 0, 0, "cannot initialise the YAML parser");
+    return -1;
+  }
+  size_t len = strlen(text);
+  if (rc__prescan(text, len, "--overrides", l->err) != 0) { /* the same bounds as a file */
+    yaml_parser_delete(&parser);
+    return -1;
+  }
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  int ok = yaml_parser_load(&parser, &od);
+  yaml_parser_delete(&parser);
+  if (!ok) {
+    rc_err_set(l->err, 0, 0, "--overrides: not valid JSON");
+    return -1;
+  }
+  yaml_node_t *oroot = yaml_document_get_root_node(&od);
+  yaml_node_t *root = yaml_document_get_root_node(&l->doc);
+  int rc = 0;
+  if (!oroot || oroot->type != YAML_MAPPING_NODE || len > RC_MAX_FILE_BYTES) {
+    rc_err_set(l->err, 0, 0, "--overrides must be a JSON object such as '{\"config\": {...}}'");
+    rc = -1;
+  } else if (root && root->type == YAML_MAPPING_NODE) {
+    size_t budget = RC_MAX_MERGE;
+    int copy = rc__copy(l, &od, 1, &budget, 0);
+    /* merge key by key into the root (node 1), which stays the root */
+    size_t cnt = copy ? (size_t)(rc__node(l, copy)->data.mapping.pairs.top -
+                                 rc__node(l, copy)->data.mapping.pairs.start)
+                      : 0;
+    for (size_t i = 0; copy && i < cnt && rc == 0; i++) {
+      yaml_node_pair_t op = rc__node(l, copy)->data.mapping.pairs.start[i];
+      const char *k = rc__key_str(rc__node(l, op.key));
+      size_t rn = (size_t)(rc__node(l, 1)->data.mapping.pairs.top -
+                           rc__node(l, 1)->data.mapping.pairs.start);
+      size_t j;
+      for (j = 0; j < rn; j++) {
+        if (strcmp(rc__key_str(rc__node(l, rc__node(l, 1)->data.mapping.pairs.start[j].key)), k) ==
+            0) {
+          break;
+        }
+      }
+      if (j < rn) {
+        int v =
+            rc__merge(l, rc__node(l, 1)->data.mapping.pairs.start[j].value, op.value, &budget, 0);
+        if (!v) {
+          rc = -1;
+        } else {
+          rc__node(l, 1)->data.mapping.pairs.start[j].value = v;
+        }
+      } else if (!yaml_document_append_mapping_pair(&l->doc, 1, op.key, op.value)) {
+        rc = -1;
+      }
+    }
+    if (!copy || budget == 0) {
+      rc = -1;
+    }
+    if (rc != 0) {
+      rc_err_set(l->err, 0, 0, "--overrides is too large to merge");
+    }
+  }
+  yaml_document_delete(&od);
+  return rc;
+}
+
+/* Apply environment `env` to the document; 0, or -1 with a message. */
+static int rc__environment(rc_ld_t *l, const char *env) {
+  yaml_node_t *root = yaml_document_get_root_node(&l->doc);
+  if (!root || root->type != YAML_MAPPING_NODE) {
+    return 0; /* the usual errors follow */
+  }
+  int root_idx = (int)(root - l->doc.nodes.start) + 1;
+  size_t cfg_pair = 0;
+  int cfg = 0, envs = 0, chosen = 0;
+  for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+       p++) {
+    if (strcmp(rc__key_str(rc__node(l, p->key)), "config") == 0) {
+      cfg = p->value;
+      cfg_pair = (size_t)(p - root->data.mapping.pairs.start);
+    }
+  }
+  yaml_node_t *c = cfg ? rc__node(l, cfg) : NULL;
+  if (c && c->type == YAML_MAPPING_NODE) {
+    RC_FOREACH_PAIR(l, c, key, val) {
+      if (strcmp(key, "environments") == 0) {
+        envs = key_pair->value;
+        if (val->type == YAML_MAPPING_NODE) {
+          RC_FOREACH_PAIR(l, val, ekey, eval) {
+            (void)eval;
+            if (strcmp(ekey, env) == 0) {
+              chosen = ekey_pair->value;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (!chosen) {
+    rc_buf_t names = {0};
+    yaml_node_t *e = envs ? rc__node(l, envs) : NULL;
+    if (e && e->type == YAML_MAPPING_NODE) {
+      RC_FOREACH_PAIR(l, e, ekey, eval) {
+        (void)eval;
+        rc_buf_printf(&names, "%s%s", names.len ? ", " : "", ekey);
+      }
+    }
+    rc__fail(l, e ? e : c, "environment '%s' is not defined in config.environments (defined: %s)",
+             env, names.len ? names.data : "none");
+    rc_buf_free(&names);
+    return -1;
+  }
+  if (rc__node(l, chosen)->type != YAML_MAPPING_NODE) {
+    return rc__fail(l, rc__node(l, chosen), "config.environments.%s must be a mapping", env);
+  }
+  size_t budget = RC_MAX_MERGE;
+  int merged = rc__merge(l, cfg, chosen, &budget, 0);
+  if (!merged || budget == 0) {
+    return rc__fail(l, rc__node(l, chosen), "config.environments.%s is too large to merge", env);
+  }
+  rc__node(l, root_idx)->data.mapping.pairs.start[cfg_pair].value = merged;
+  return 0;
+}
+
+/* --------------------------------------------------------------- blockers */
+
+/* Features of Artillery scripts that racecheck does not run: JavaScript
+ * (processor files, function steps, hooks, whileTrue) and other engines.
+ * They are all found in one walk, before anything else is checked, so that
+ * a user learns every one of them at once with its line -- never a bare
+ * "unknown key". */
+#define RC_MAX_BLOCKERS 20
+
+typedef struct rc_scan {
+  rc_ld_t *l;
+  rc_buf_t out;
+  size_t n;
+  unsigned char *seen; /* flows already scanned (aliases), by node index */
+  size_t nnodes;
+  int line, col; /* of the first blocker */
+} rc_scan_t;
+
+static void rc__blocker(rc_scan_t *sc, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rc__blocker(rc_scan_t *sc, const yaml_node_t *n, const char *fmt, ...) {
+  if (sc->n == 0) {
+    sc->line = (int)n->start_mark.line + 1;
+    sc->col = (int)n->start_mark.column + 1;
+  }
+  if (sc->n++ >= RC_MAX_BLOCKERS) {
+    return;
+  }
+  char msg[300];
+  va_list ap;
+  va_start(ap, fmt);
+  // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started on the line above
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  rc_buf_printf(&sc->out, "\n  %s:%d:%d: %s", sc->l->path ? sc->l->path : "<scenario>",
+                (int)n->start_mark.line + 1, (int)n->start_mark.column + 1, msg);
+}
+
+static int rc__is_hook(const char *k) {
+  static const char *const hooks[] = {"beforeRequest", "afterResponse", "beforeScenario",
+                                      "afterScenario", "onError",       NULL};
+  for (const char *const *h = hooks; *h; h++) {
+    if (strcmp(*h, k) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void rc__scan_hook(rc_scan_t *sc, const yaml_node_t *k, const char *name) {
+  rc__blocker(sc, k,
+              "'%s' hooks call JavaScript functions (from config.processor), which racecheck "
+              "does not run",
+              name);
+}
+
+static void rc__scan_flow(rc_scan_t *sc, const yaml_node_t *flow) {
+  if (!flow || flow->type != YAML_SEQUENCE_NODE) {
+    return;
+  }
+  size_t idx = (size_t)(flow - sc->l->doc.nodes.start);
+  if (idx < sc->nnodes) {
+    if (sc->seen[idx]) {
+      return; /* an alias of a flow already scanned */
+    }
+    sc->seen[idx] = 1;
+  }
+  rc_ld_t *l = sc->l;
+  for (yaml_node_item_t *i = flow->data.sequence.items.start; i < flow->data.sequence.items.top;
+       i++) {
+    yaml_node_t *st = rc__node(l, *i);
+    if (!st || st->type != YAML_MAPPING_NODE) {
+      continue;
+    }
+    RC_FOREACH_PAIR(l, st, key, val) {
+      yaml_node_t *k = rc__node(l, key_pair->key);
+      if (strcmp(key, "function") == 0) {
+        rc__blocker(sc, k,
+                    "'function' steps run JavaScript (from config.processor), which racecheck "
+                    "does not run");
+      } else if (strcmp(key, "whileTrue") == 0) {
+        rc__blocker(sc, k,
+                    "'whileTrue' loops call a JavaScript function, which racecheck does not run "
+                    "(use count or over)");
+      } else if (strcmp(key, "loop") == 0 || strcmp(key, "parallel") == 0) {
+        rc__scan_flow(sc, val);
+      } else if (rc__method_upper(key) && val->type == YAML_MAPPING_NODE) {
+        RC_FOREACH_PAIR(l, val, rkey, rval) {
+          (void)rval;
+          if (rc__is_hook(rkey)) {
+            rc__scan_hook(sc, rc__node(l, rkey_pair->key), rkey);
+          }
+        }
+      }
+    }
+  }
+}
+
+static void rc__scan_engine(rc_scan_t *sc, const yaml_node_t *n, const char *engine,
+                            const char *where) {
+  rc__blocker(sc, n,
+              "%s '%s': racecheck runs HTTP scenarios only (no WebSocket, Socket.IO, Playwright "
+              "or other engines)",
+              where, engine);
+}
+
+/* Returns the number of blockers; their lines are in sc->out. */
+static size_t rc__scan(rc_scan_t *sc, const yaml_node_t *root) {
+  rc_ld_t *l = sc->l;
+  if (!root || root->type != YAML_MAPPING_NODE) {
+    return 0;
+  }
+  sc->nnodes = (size_t)(l->doc.nodes.top - l->doc.nodes.start);
+  sc->seen = rc_xcalloc(sc->nnodes + 1, 1);
+  RC_FOREACH_PAIR(l, root, key, val) {
+    if (strcmp(key, "config") == 0 && val->type == YAML_MAPPING_NODE) {
+      RC_FOREACH_PAIR(l, val, ckey, cval) {
+        yaml_node_t *k = rc__node(l, ckey_pair->key);
+        if (strcmp(ckey, "processor") == 0) {
+          rc__blocker(sc, k,
+                      "config.processor loads a JavaScript file, which racecheck does not run");
+        } else if (strcmp(ckey, "engines") == 0 && cval->type == YAML_MAPPING_NODE) {
+          RC_FOREACH_PAIR(l, cval, ekey, eval) {
+            (void)eval;
+            if (strcmp(ekey, "http") != 0) {
+              rc__scan_engine(sc, rc__node(l, ekey_pair->key), ekey, "config.engines:");
+            }
+          }
+        }
+      }
+    } else if (strcmp(key, "scenarios") == 0 && val->type == YAML_SEQUENCE_NODE) {
+      for (yaml_node_item_t *i = val->data.sequence.items.start; i < val->data.sequence.items.top;
+           i++) {
+        yaml_node_t *scn = rc__node(l, *i);
+        if (!scn || scn->type != YAML_MAPPING_NODE) {
+          continue;
+        }
+        const yaml_node_t *flow = NULL;
+        int other_engine = 0;
+        RC_FOREACH_PAIR(l, scn, skey, sval) {
+          yaml_node_t *k = rc__node(l, skey_pair->key);
+          if (strcmp(skey, "engine") == 0 && rc__is_scalar(sval) &&
+              strcmp(rc__str(sval), "http") != 0) {
+            rc__scan_engine(sc, sval, rc__str(sval), "engine");
+            other_engine = 1;
+          } else if (rc__is_hook(skey)) {
+            rc__scan_hook(sc, k, skey);
+          } else if (strcmp(skey, "flow") == 0) {
+            flow = sval;
+          }
+        }
+        if (!other_engine) { /* another engine's steps are no news */
+          rc__scan_flow(sc, flow);
+        }
+      }
+    } else if ((strcmp(key, "before") == 0 || strcmp(key, "after") == 0) &&
+               val->type == YAML_MAPPING_NODE) {
+      RC_FOREACH_PAIR(l, val, bkey, bval) {
+        if (strcmp(bkey, "flow") == 0) {
+          rc__scan_flow(sc, bval);
+        }
+      }
+    }
+  }
+  free(sc->seen);
+  sc->seen = NULL;
+  return sc->n;
+}
+
 /* --------------------------------------------------------------- public */
 
 uint32_t rc_file_add_stepinfo(rc_file_t *f, const char *name, const char *scenario,
@@ -1387,12 +2060,91 @@ uint32_t rc_file_add_stepinfo(rc_file_t *f, const char *name, const char *scenar
   return (uint32_t)f->nsteps++;
 }
 
+static void rc__yaml_error(const yaml_parser_t *parser, const char *path, rc_err_t *err) {
+  int line = (int)parser->problem_mark.line + 1, col = (int)parser->problem_mark.column + 1;
+  rc_err_set(err, line, col, "%s:%d:%d: YAML: %s%s%s", path ? path : "<scenario>", line, col,
+             parser->problem ? parser->problem : "syntax error", parser->context ? " " : "",
+             parser->context ? parser->context : "");
+}
+
+/* A first pass over libyaml's events, before any document is built: bound
+ * the nesting, the number of nodes and of aliases. libyaml's scanner does
+ * work proportional to the flow nesting for every token, so a 100,000-deep
+ * "[[[..." took tens of seconds to load; stopping at RC_MAX_YAML_DEPTH keeps
+ * every file's cost linear. Returns 0, or -1 with a message. */
+static int rc__prescan(const char *text, size_t len, const char *path, rc_err_t *err) {
+  const char *p = path ? path : "<scenario>";
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) {
+    rc_err_set(err, 0, 0, "cannot initialise the YAML parser");
+    return -1;
+  }
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  int depth = 0, rc = -1;
+  size_t nodes = 0, aliases = 0;
+  for (;;) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      rc__yaml_error(&parser, path, err);
+      break;
+    }
+    int line = (int)ev.start_mark.line + 1, col = (int)ev.start_mark.column + 1;
+    yaml_event_type_t t = ev.type;
+    yaml_event_delete(&ev);
+    if (t == YAML_STREAM_END_EVENT) {
+      rc = 0;
+      break;
+    }
+    if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+      if (++depth > RC_MAX_YAML_DEPTH) {
+        rc_err_set(err, line, col, "%s:%d:%d: lists and mappings nested over %d levels deep", p,
+                   line, col, RC_MAX_YAML_DEPTH);
+        break;
+      }
+    } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+      depth--;
+    } else if (t == YAML_ALIAS_EVENT && ++aliases > RC_MAX_YAML_ALIASES) {
+      rc_err_set(err, line, col, "%s:%d:%d: over %d aliases (*name) in one file", p, line, col,
+                 RC_MAX_YAML_ALIASES);
+      break;
+    }
+    if ((t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT ||
+         t == YAML_MAPPING_START_EVENT) &&
+        ++nodes > RC_MAX_YAML_NODES) {
+      rc_err_set(err, line, col, "%s:%d:%d: over %d values in one file", p, line, col,
+                 RC_MAX_YAML_NODES);
+      break;
+    }
+  }
+  yaml_parser_delete(&parser);
+  return rc;
+}
+
 rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_err_t *err) {
+  return rc_file_load_mem_env(text, len, path, NULL, err);
+}
+
+rc_file_t *rc_file_load_mem_env(const char *text, size_t len, const char *path, const char *env,
+                                rc_err_t *err) {
+  return rc_file_load_mem_ex(text, len, path, env, NULL, err);
+}
+
+rc_file_t *rc_file_load_mem_ex(const char *text, size_t len, const char *path, const char *env,
+                               const char *overrides, rc_err_t *err) {
   rc_ld_t l;
   memset(&l, 0, sizeof l);
   l.path = path;
   l.err = err;
   l.json_budget = RC_MAX_JSON_NODES;
+  l.step_budget = RC_MAX_ALL_STEPS;
+  if (len > RC_MAX_FILE_BYTES) {
+    rc_err_set(err, 0, 0, "%s: %zu bytes: a scenario file may have at most %u MiB",
+               path ? path : "<scenario>", len, RC_MAX_FILE_BYTES >> 20);
+    return NULL;
+  }
+  if (rc__prescan(text, len, path, err) != 0) {
+    return NULL;
+  }
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {
     rc_err_set(err, 0, 0, "cannot initialise the YAML parser");
@@ -1400,10 +2152,7 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
   if (!yaml_parser_load(&parser, &l.doc)) {
-    int line = (int)parser.problem_mark.line + 1, col = (int)parser.problem_mark.column + 1;
-    rc_err_set(err, line, col, "%s:%d:%d: YAML: %s%s%s", path ? path : "<scenario>", line, col,
-               parser.problem ? parser.problem : "syntax error", parser.context ? " " : "",
-               parser.context ? parser.context : "");
+    rc__yaml_error(&parser, path, err);
     yaml_parser_delete(&parser);
     return NULL;
   }
@@ -1416,8 +2165,32 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
     const char *slash = strrchr(path, '/');
     f->dir = slash ? rc_xstrndup(path, (size_t)(slash - path)) : rc_xstrdup(".");
   }
+  l.f = f;
+  int rc;
+  if ((env && rc__environment(&l, env) != 0) || (overrides && rc__overrides(&l, overrides) != 0)) {
+    yaml_document_delete(&l.doc);
+    rc_file_free(f);
+    return NULL;
+  }
+
   yaml_node_t *root = yaml_document_get_root_node(&l.doc);
-  int rc = rc__root(&l, root);
+  rc_scan_t sc = {.l = &l};
+  if (rc__scan(&sc, root) > 0) {
+    rc_err_set(err, sc.line, sc.col, "%s: %zu feature%s racecheck does not run:%s%s",
+               path ? path : "<scenario>", sc.n, sc.n == 1 ? "" : "s", sc.out.data,
+               sc.n > RC_MAX_BLOCKERS ? "\n  ..." : "");
+    rc = -1;
+  } else {
+    rc = rc__root(&l, root);
+    if (rc == 0 && env) {
+      /* Artillery's $environment: the name given with -e */
+      if (!f->variables) {
+        f->variables = json_object();
+      }
+      json_object_set_new(f->variables, "$environment", json_string(env));
+    }
+  }
+  rc_buf_free(&sc.out);
   yaml_document_delete(&l.doc);
   if (rc != 0) {
     rc_file_free(f);
@@ -1427,13 +2200,28 @@ rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_e
 }
 
 rc_file_t *rc_file_load(const char *path, rc_err_t *err) {
+  return rc_file_load_env(path, NULL, err);
+}
+
+rc_file_t *rc_file_load_env(const char *path, const char *env, rc_err_t *err) {
+  return rc_file_load_ex(path, env, NULL, err);
+}
+
+rc_file_t *rc_file_load_ex(const char *path, const char *env, const char *overrides,
+                           rc_err_t *err) {
   char *text = NULL;
   size_t len = 0;
-  if (rc_read_file(path, &text, &len) != 0) {
-    rc_err_set(err, 0, 0, "cannot read %s: %s", path, strerror(errno));
+  /* the size is checked before reading: a huge file is refused at once */
+  if (rc_read_file_max(path, RC_MAX_FILE_BYTES, &text, &len) != 0) {
+    if (errno == EFBIG) {
+      rc_err_set(err, 0, 0, "%s: a scenario file may have at most %u MiB", path,
+                 RC_MAX_FILE_BYTES >> 20);
+    } else {
+      rc_err_set(err, 0, 0, "cannot read %s: %s", path, strerror(errno));
+    }
     return NULL;
   }
-  rc_file_t *f = rc_file_load_mem(text, len, path, err);
+  rc_file_t *f = rc_file_load_mem_ex(text, len, path, env, overrides, err);
   free(text);
   return f;
 }
@@ -1462,9 +2250,14 @@ static void rc__free_step(rc_step_t *s) {
   free(s->body);
   rc__free_kvs(s->headers, s->nheaders);
   rc__free_kvs(s->qs, s->nqs);
+  rc__free_kvs(s->cookies, s->ncookies);
+  rc__free_kvs(s->form, s->nform);
   for (size_t i = 0; i < s->ncaptures; i++) {
     free(s->captures[i].path);
     free(s->captures[i].as);
+    free(s->captures[i].group);
+    json_decref(s->captures[i].value);
+    pcre2_code_free(s->captures[i].re);
   }
   free(s->captures);
   for (size_t i = 0; i < s->nexpects; i++) {
@@ -1503,6 +2296,8 @@ void rc_file_free(rc_file_t *f) {
       free(p->rows[r]);
     }
     free(p->rows);
+    free(p->name);
+    json_decref(p->all);
     for (size_t k = 0; k < p->nfields; k++) {
       free(p->fields[k]);
     }
@@ -1510,6 +2305,10 @@ void rc_file_free(rc_file_t *f) {
   }
   free(f->payloads);
   rc__free_kvs(f->default_headers, f->ndefault_headers);
+  rc__free_kvs(f->default_cookies, f->ndefault_cookies);
+  free(f->tls_ca);
+  free(f->tls_cert);
+  free(f->tls_key);
   for (size_t i = 0; i < f->nensures; i++) {
     free(f->ensures[i].text);
   }

@@ -27,13 +27,18 @@ typedef struct rc_kv {
   char *value; /* template */
 } rc_kv_t;
 
-enum { RC_CAP_JSON, RC_CAP_HEADER };
+enum { RC_CAP_JSON, RC_CAP_HEADER, RC_CAP_REGEXP };
 
+/* A capture, or (with `value`) an Artillery `match`. */
 typedef struct rc_capture {
   int kind;
-  char *path; /* JSON path or header name */
+  char *path; /* JSON path, header name or regular expression */
   char *as;
   int line;
+  int strict;    /* a miss (or a mismatch) fails the virtual user; default 1 */
+  json_t *value; /* match: the expected value (a template); NULL for a capture */
+  void *re;      /* regexp: the compiled pattern (pcre2_code *) */
+  char *group;   /* regexp: the group to take, by number or name (default: the match) */
 } rc_capture_t;
 
 enum {
@@ -74,12 +79,20 @@ struct rc_step {
   size_t nheaders;
   rc_kv_t *qs;
   size_t nqs;
+  rc_kv_t *form; /* `form` (urlencoded) or `formData` (multipart): name -> template */
+  size_t nform;
+  int multipart;
+  rc_kv_t *cookies; /* `cookie`: name -> template, put in the jar */
+  size_t ncookies;
+  int no_redirect; /* followRedirect: false */
   rc_capture_t *captures;
   size_t ncaptures;
   rc_expect_t *expects;
   size_t nexpects;
   /* think */
   uint64_t think_ns;
+  double jitter_pct;  /* think jitter: +- this percentage of think_ns, or */
+  uint64_t jitter_ns; /* +- this much; both 0: none (see rc_file_t's default) */
   /* loop */
   rc_step_t *steps;
   size_t nsteps;
@@ -128,7 +141,15 @@ typedef struct rc_payload {
   char delimiter;
   char ***rows; /* rows[r][f] */
   size_t nrows;
+  int cast;    /* numbers become numbers (Artillery's default), else strings */
+  char *name;  /* loadAll: the variable that holds every row */
+  json_t *all; /* loadAll: [{field: value, ...}, ...] */
 } rc_payload_t;
+
+/* A CSV field as a JSON value: with cast, an integer or a finite decimal
+ * number becomes a number (as csv-parse's cast in Artillery), else a
+ * string. A new reference. */
+json_t *rc_payload_value(const char *field, int cast);
 
 enum {
   RC_ENS_MIN,
@@ -170,6 +191,13 @@ typedef struct rc_file {
   uint64_t timeout_ns;
   rc_kv_t *default_headers;
   size_t ndefault_headers;
+  int expect_default_200;  /* config.plugins.expect.expectDefault200 */
+  double think_jitter_pct; /* config.defaults.think.jitter */
+  uint64_t think_jitter_ns;
+  rc_kv_t *default_cookies; /* config.defaults.cookie */
+  size_t ndefault_cookies;
+  int tls_insecure;                  /* config.tls.rejectUnauthorized: false */
+  char *tls_ca, *tls_cert, *tls_key; /* config.tls paths, resolved; or NULL */
   rc_ensure_t *ensures;
   size_t nensures;
   rc_scn_t *scenarios;
@@ -189,6 +217,17 @@ rc_file_t *rc_file_load(const char *path, rc_err_t *err);
  * paths (may be NULL: payload paths are then relative to the current
  * directory). */
 rc_file_t *rc_file_load_mem(const char *text, size_t len, const char *path, rc_err_t *err);
+/* The same with `-e NAME`: config.environments.NAME merged over config as
+ * Artillery does (mappings key by key, lists element by element), and the
+ * variable $environment set to NAME. env NULL: no environment. */
+rc_file_t *rc_file_load_env(const char *path, const char *env, rc_err_t *err);
+rc_file_t *rc_file_load_mem_env(const char *text, size_t len, const char *path, const char *env,
+                                rc_err_t *err);
+/* And with Artillery's --overrides: a JSON object merged over the file the
+ * same way, after the environment. NULL: none. */
+rc_file_t *rc_file_load_ex(const char *path, const char *env, const char *overrides, rc_err_t *err);
+rc_file_t *rc_file_load_mem_ex(const char *text, size_t len, const char *path, const char *env,
+                               const char *overrides, rc_err_t *err);
 void rc_file_free(rc_file_t *f);
 
 /* Parse a request step out of a one-request description, for the burst

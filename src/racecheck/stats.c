@@ -71,7 +71,30 @@ void rc_stats_free(rc_stats_t *s) {
   for (int i = 0; i < RC_MAX_PHASES; i++) {
     free(s->phase_lat[i]);
   }
+  for (uint32_t i = 0; i < s->nstep_lat; i++) {
+    free(s->step_lat[i]);
+  }
+  free(s->step_lat);
   memset(s, 0, sizeof *s);
+}
+
+/* The latency histogram of a step (allocated on first use); a shared
+ * throw-away one past RC_MAX_STEP_LAT steps. */
+static rc_hist_t *rc__step_hist(rc_stats_t *s, uint32_t step) {
+  static _Thread_local rc_hist_t spill;
+  if (step >= RC_MAX_STEP_LAT) {
+    return &spill;
+  }
+  if (step >= s->nstep_lat) {
+    s->step_lat = rc_xrealloc(s->step_lat, (step + 1) * sizeof(rc_hist_t *));
+    memset(s->step_lat + s->nstep_lat, 0, (step + 1 - s->nstep_lat) * sizeof(rc_hist_t *));
+    s->nstep_lat = step + 1;
+  }
+  if (!s->step_lat[step]) {
+    s->step_lat[step] = rc_xmalloc(sizeof(rc_hist_t));
+    rc_hist_init(s->step_lat[step]);
+  }
+  return s->step_lat[step];
 }
 
 void rc_stats_answer(rc_stats_t *s, uint32_t phase, uint32_t step, uint32_t code,
@@ -90,6 +113,7 @@ void rc_stats_answer(rc_stats_t *s, uint32_t phase, uint32_t step, uint32_t code
       }
       rc_hist_record(s->phase_lat[phase], latency_us);
     }
+    rc_hist_record(rc__step_hist(s, step), latency_us);
   }
   if (phase < RC_MAX_PHASES) {
     s->phase_requests[phase]++;
@@ -98,6 +122,11 @@ void rc_stats_answer(rc_stats_t *s, uint32_t phase, uint32_t step, uint32_t code
 }
 
 void rc_stats_merge(rc_stats_t *d, const rc_stats_t *s) {
+  for (uint32_t i = 0; i < s->nstep_lat; i++) {
+    if (s->step_lat[i]) {
+      rc_hist_merge(rc__step_hist(d, i), s->step_lat[i]);
+    }
+  }
   rc_hist_merge(&d->lat, &s->lat);
   d->sent += s->sent;
   d->responses += s->responses;
@@ -116,6 +145,7 @@ void rc_stats_merge(rc_stats_t *d, const rc_stats_t *s) {
   d->expect_ok += s->expect_ok;
   d->expect_failed += s->expect_failed;
   d->capture_failed += s->capture_failed;
+  d->tmpl_undefined += s->tmpl_undefined;
   if (s->max_lag_us > d->max_lag_us) {
     d->max_lag_us = s->max_lag_us;
   }

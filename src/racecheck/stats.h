@@ -21,7 +21,8 @@
 #define RC_STATUS_MAX 1000
 
 /* A tally code is an HTTP status (100..999) or RC_CODE_NETERR + RC_NET_x. */
-#define RC_CODE_NETERR 1000
+#define RC_CODE_NETERR  1000
+#define RC_MAX_STEP_LAT 256 /* steps with their own latency histogram (35 KiB each) */
 
 typedef struct rc_tally_ent {
   uint64_t key; /* phase << 40 | step << 16 | code; 0 = empty slot */
@@ -55,9 +56,12 @@ typedef struct rc_stats {
   uint64_t bytes_in, bytes_out;
   uint64_t vu_created, vu_completed, vu_failed, vu_skipped;
   uint64_t expect_ok, expect_failed, capture_failed;
-  uint64_t max_lag_us; /* worst delay between an arrival's intended and actual start */
+  uint64_t tmpl_undefined; /* template values naming an undefined variable */
+  uint64_t max_lag_us;     /* worst delay between an arrival's intended and actual start */
   rc_tally_t tally;
   rc_hist_t *phase_lat[RC_MAX_PHASES]; /* allocated on first use */
+  rc_hist_t **step_lat; /* per step id (metrics by endpoint), first RC_MAX_STEP_LAT */
+  uint32_t nstep_lat;
   uint64_t phase_requests[RC_MAX_PHASES];
 } rc_stats_t;
 

@@ -83,7 +83,37 @@ static int rc__valid_var(const char *p, const char *end) {
   return 1;
 }
 
+/* The template starting at o ("{{"): its inner text [*x, *xe) and the end
+ * of the closing braces (*next). Artillery's triple braces "{{{ x }}}"
+ * mean the same as "{{ x }}". NULL *next when it is not closed. */
+static void rc__span(const char *o, const char **x, const char **xe, const char **next) {
+  if (o[2] == '{') {
+    const char *e3 = strstr(o + 3, "}}}");
+    const char *e2 = strstr(o + 3, "}}");
+    if (e3 && e3 == e2) {
+      *x = o + 3;
+      *xe = e3;
+      *next = e3 + 3;
+      return;
+    }
+  }
+  const char *e = strstr(o + 2, "}}");
+  *x = o + 2;
+  *xe = e;
+  *next = e ? e + 2 : NULL;
+}
+
+static json_t *rc__eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_t *err,
+                        int *missing);
+
 json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_t *err) {
+  return rc__eval(expr, len, ctx, err, NULL);
+}
+
+/* As rc_tmpl_eval; *missing (when given) is set when the failure is an
+ * undefined variable or path. */
+static json_t *rc__eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_t *err,
+                        int *missing) {
   const char *p = rc__skip_ws(expr, expr + len);
   const char *end = rc__trim_end(p, expr + len);
   long long a[2];
@@ -153,7 +183,8 @@ json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_
       return json_string_nocheck(v);
     }
     if (!(rc__is_gen(p, end, "$loopCount") || rc__is_gen(p, end, "$loopElement") ||
-          rc__is_gen(p, end, "$loopIndex") || rc__is_gen(p, end, "$round"))) {
+          rc__is_gen(p, end, "$loopIndex") || rc__is_gen(p, end, "$round") ||
+          rc__is_gen(p, end, "$environment"))) {
       rc_err_set(err, 0, 0, "unknown generator '%.*s'", (int)(end - p), p);
       return NULL;
     }
@@ -169,6 +200,9 @@ json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_
   json_t *v = ctx && ctx->lookup ? ctx->lookup(ctx->ud, p, nlen) : NULL;
   if (!v) {
     rc_err_set(err, 0, 0, "no variable '%.*s'", (int)nlen, p);
+    if (missing) {
+      *missing = 1;
+    }
     return NULL;
   }
   if (p + nlen < end) {
@@ -177,6 +211,9 @@ json_t *rc_tmpl_eval(const char *expr, size_t len, const rc_tctx_t *ctx, rc_err_
     if (!sub) {
       rc_err_set(err, 0, 0, "'%.*s' has no '%s'", (int)nlen, p, rest);
       free(rest);
+      if (missing) {
+        *missing = 1;
+      }
       return NULL;
     }
     free(rest);
@@ -204,18 +241,19 @@ int rc_tmpl_check(const char *s, rc_err_t *err) {
       }
       return 0;
     }
-    const char *e = strstr(o + 2, "}}");
+    const char *x0, *e, *next;
+    rc__span(o, &x0, &e, &next);
     if (!e) {
       rc_err_set(err, 0, (int)(o - s) + 1, "unterminated '{{' in '%s'", s);
       return -1;
     }
-    const char *x = rc__skip_ws(o + 2, e);
+    const char *x = rc__skip_ws(x0, e);
     const char *xe = rc__trim_end(x, e);
     if (x == xe) {
       rc_err_set(err, 0, (int)(o - s) + 1, "empty '{{ }}' in '%s'", s);
       return -1;
     }
-    const char *inner = strstr(o + 2, "{{");
+    const char *inner = strstr(x0, "{{");
     if (inner && inner < e) {
       rc_err_set(err, 0, (int)(inner - s) + 1, "nested '{{' in '%s'", s);
       return -1;
@@ -224,6 +262,7 @@ int rc_tmpl_check(const char *s, rc_err_t *err) {
       /* evaluate generators with no context: catches bad names/arguments */
       if (!(rc__is_gen(x, xe, "$loopCount") || rc__is_gen(x, xe, "$loopElement") ||
             rc__is_gen(x, xe, "$loopIndex") || rc__is_gen(x, xe, "$round") ||
+            rc__is_gen(x, xe, "$environment") ||
             ((size_t)(xe - x) > 5 && memcmp(x, "$env.", 5) == 0) ||
             ((size_t)(xe - x) > 20 && memcmp(x, "$processEnvironment.", 20) == 0))) {
         rc_err_t e2 = {0};
@@ -255,7 +294,7 @@ int rc_tmpl_check(const char *s, rc_err_t *err) {
         }
       }
     }
-    p = e + 2;
+    p = next;
   }
 }
 
@@ -282,19 +321,27 @@ int rc_tmpl_render(const char *s, const rc_tctx_t *ctx, rc_buf_t *out, rc_err_t 
       }
       return 0;
     }
-    const char *e = strstr(o + 2, "}}");
+    const char *x, *e, *next;
+    rc__span(o, &x, &e, &next);
     if (!e) {
       rc_err_set(err, 0, (int)(o - s) + 1, "unterminated '{{' in '%s'", s);
       return -1;
     }
     rc_buf_append(out, p, (size_t)(o - p));
-    json_t *v = rc_tmpl_eval(o + 2, (size_t)(e - o - 2), ctx, err);
+    int missing = 0;
+    json_t *v = rc__eval(x, (size_t)(e - x), ctx, err, &missing);
+    if (!v && missing && ctx && ctx->undefined) {
+      (*ctx->undefined)++;
+      rc_buf_puts(out, "undefined"); /* what Artillery's String.replace writes */
+      p = next;
+      continue;
+    }
     if (!v) {
       return -1;
     }
     rc_tmpl_append_value(out, v);
     json_decref(v);
-    p = e + 2;
+    p = next;
   }
 }
 
@@ -307,23 +354,25 @@ static int rc__single(const char *s, const char **x, size_t *n) {
   if (p[0] != '{' || p[1] != '{') {
     return 0;
   }
-  const char *e = strstr(p + 2, "}}");
-  if (!e || strstr(p + 2, "{{")) {
+  const char *x0, *e, *t;
+  rc__span(p, &x0, &e, &t);
+  if (!e || strstr(x0, "{{")) {
     return 0;
   }
-  const char *t = e + 2;
   while (isspace((unsigned char)*t)) {
     t++;
   }
   if (*t) {
     return 0;
   }
-  *x = p + 2;
-  *n = (size_t)(e - p - 2);
+  *x = x0;
+  *n = (size_t)(e - x0);
   return 1;
 }
 
-json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err) {
+/* *omit is set (and NULL returned) for a value that is one template naming
+ * an undefined variable, rendered the Artillery way (ctx->undefined). */
+static json_t *rc__render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err, int *omit) {
   if (json_is_string(v)) {
     const char *s = json_string_value(v);
     if (!rc_tmpl_has(s)) {
@@ -332,7 +381,13 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     const char *x;
     size_t n;
     if (rc__single(s, &x, &n)) {
-      return rc_tmpl_eval(x, n, ctx, err);
+      int missing = 0;
+      json_t *r = rc__eval(x, n, ctx, err, &missing);
+      if (!r && missing && ctx && ctx->undefined) {
+        (*ctx->undefined)++;
+        *omit = 1; /* JSON.stringify leaves an undefined value out */
+      }
+      return r;
     }
     rc_buf_t b = {0};
     if (rc_tmpl_render(s, ctx, &b, err) != 0) {
@@ -348,7 +403,11 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     const char *k;
     json_t *m;
     json_object_foreach((json_t *)v, k, m) {
-      json_t *r = rc_tmpl_render_json(m, ctx, err);
+      int skip = 0;
+      json_t *r = rc__render_json(m, ctx, err, &skip);
+      if (!r && skip) {
+        continue;
+      }
       if (!r) {
         json_decref(o);
         return NULL;
@@ -362,7 +421,11 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     size_t i;
     json_t *m;
     json_array_foreach((json_t *)v, i, m) {
-      json_t *r = rc_tmpl_render_json(m, ctx, err);
+      int skip = 0;
+      json_t *r = rc__render_json(m, ctx, err, &skip);
+      if (!r && skip) {
+        r = json_null(); /* undefined in a list: null, as JSON.stringify */
+      }
       if (!r) {
         json_decref(a);
         return NULL;
@@ -372,4 +435,10 @@ json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err
     return a;
   }
   return json_copy((json_t *)v);
+}
+
+json_t *rc_tmpl_render_json(const json_t *v, const rc_tctx_t *ctx, rc_err_t *err) {
+  int omit = 0;
+  json_t *r = rc__render_json(v, ctx, err, &omit);
+  return (!r && omit) ? json_null() : r;
 }

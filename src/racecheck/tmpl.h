@@ -29,6 +29,11 @@ typedef struct rc_tctx {
   json_t *(*lookup)(void *ud, const char *name, size_t len);
   void *ud;
   rc_rng_t *rng;
+  /* When set, an undefined variable (or a path into one that does not
+   * exist) renders as Artillery renders it -- the text "undefined", and a
+   * JSON value that is only that template is left out -- and is counted
+   * here; when NULL, it is an error. */
+  uint64_t *undefined;
 } rc_tctx_t;
 
 /* Syntax check (balanced braces, known generators, argument counts).

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -277,23 +278,34 @@ int rc_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out_ns) {
   if (errno || end == s || !(v >= 0) || isinf(v)) {
     return -1;
   }
+  /* units as the `ms` library reads them (Artillery's durations: "0.5 min",
+   * "9 seconds", "2h"), case-insensitive, spaces allowed before the unit;
+   * plus ns and us */
+  static const struct {
+    const char *name;
+    double ns;
+  } units[] = {{"ns", 1},         {"us", 1e3},          {"ms", 1e6},           {"msec", 1e6},
+               {"msecs", 1e6},    {"millisecond", 1e6}, {"milliseconds", 1e6}, {"s", 1e9},
+               {"sec", 1e9},      {"secs", 1e9},        {"second", 1e9},       {"seconds", 1e9},
+               {"m", 60e9},       {"min", 60e9},        {"mins", 60e9},        {"minute", 60e9},
+               {"minutes", 60e9}, {"h", 3600e9},        {"hr", 3600e9},        {"hrs", 3600e9},
+               {"hour", 3600e9},  {"hours", 3600e9},    {"d", 86400e9},        {"day", 86400e9},
+               {"days", 86400e9}};
+  while (*end == ' ' || *end == '\t') {
+    end++;
+  }
   double mult = (double)unit_ns;
-  if (*end == '\0') {
-    /* bare number */
-  } else if (strcmp(end, "ns") == 0) {
-    mult = 1;
-  } else if (strcmp(end, "us") == 0) {
-    mult = 1e3;
-  } else if (strcmp(end, "ms") == 0) {
-    mult = 1e6;
-  } else if (strcmp(end, "s") == 0) {
-    mult = 1e9;
-  } else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0) {
-    mult = 60e9;
-  } else if (strcmp(end, "h") == 0) {
-    mult = 3600e9;
-  } else {
-    return -1;
+  if (*end != '\0') {
+    size_t k;
+    for (k = 0; k < sizeof units / sizeof units[0]; k++) {
+      if (strcasecmp(end, units[k].name) == 0) {
+        break;
+      }
+    }
+    if (k == sizeof units / sizeof units[0]) {
+      return -1;
+    }
+    mult = units[k].ns;
   }
   double ns = v * mult;
   if (ns > 1e18) {
@@ -304,21 +316,36 @@ int rc_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out_ns) {
 }
 
 int rc_read_file(const char *path, char **out, size_t *out_len) {
+  return rc_read_file_max(path, (size_t)1 << 30, out, out_len);
+}
+
+int rc_read_file_max(const char *path, size_t max, char **out, size_t *out_len) {
   FILE *f = fopen(path, "rb");
   if (!f) {
     return -1;
   }
-  /* only regular files of sane size: never /dev/zero or a FIFO */
+  /* only regular files: never /dev/zero or a FIFO */
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)(1u << 30)) {
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
     errno = EINVAL;
+    return -1;
+  }
+  if ((uint64_t)st.st_size > (uint64_t)max) {
+    fclose(f);
+    errno = EFBIG;
     return -1;
   }
   rc_buf_t b = {0};
   char tmp[8192];
   size_t n;
   while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+    if (b.len + n > max) { /* grew while being read */
+      fclose(f);
+      rc_buf_free(&b);
+      errno = EFBIG;
+      return -1;
+    }
     rc_buf_append(&b, tmp, n);
   }
   int bad = ferror(f);

@@ -110,6 +110,42 @@ static int handle(rc_testsrv_t *s, int fd, const char *req, const char *body, si
     copy[blen] = '\0';
     reply(fd, 200, NULL, blen ? copy : "null");
     free(copy);
+  } else if (strcmp(path, "/setcookie") == 0) {
+    reply(fd, 200,
+          "Set-Cookie: sid=abc123; Path=/; HttpOnly\r\n"
+          "Set-Cookie: scoped=1; Path=/other\r\n"
+          "Set-Cookie: foreign=1; Domain=example.com\r\n"
+          "Set-Cookie: gone=1; Max-Age=0\r\n",
+          "{}");
+  } else if (strcmp(path, "/cookies") == 0 || strcmp(path, "/other/cookies") == 0) {
+    /* echo the Cookie header (of the request head only) */
+    char val[512] = "";
+    const char *h = strcasestr(req, "\r\nCookie:");
+    if (h && h < body) {
+      h += 9;
+      while (*h == ' ') {
+        h++;
+      }
+      size_t n = strcspn(h, "\r");
+      snprintf(val, sizeof val, "%.*s", (int)(n < 400 ? n : 400), h);
+    }
+    char b[600];
+    snprintf(b, sizeof b, "{\"cookie\":\"%s\"}", val);
+    reply(fd, 200, NULL, b);
+  } else if (strcmp(path, "/redir") == 0) {
+    reply(fd, 302, "Location: /ok\r\n", "{}");
+  } else if (strcmp(path, "/redir303") == 0) {
+    reply(fd, 303, "Location: /echo\r\n", "{}");
+  } else if (strcmp(path, "/redir307") == 0) {
+    reply(fd, 307, "Location: /echo\r\n", "{}");
+  } else if (strcmp(path, "/redirloop") == 0) {
+    reply(fd, 302, "Location: /redirloop\r\n", "{}");
+  } else if (strcmp(path, "/redirrel/a") == 0) {
+    reply(fd, 302, "Location: b?x=1\r\n", "{}");
+  } else if (strcmp(path, "/redirrel/b") == 0) {
+    reply(fd, 200, NULL, "{\"rel\":true}");
+  } else if (strcmp(path, "/redircookie") == 0) {
+    reply(fd, 302, "Set-Cookie: hop=1; Path=/\r\nLocation: /cookies\r\n", "{}");
   } else if (strcmp(path, "/header") == 0) {
     reply(fd, 200, "X-Test: yes\r\n", "{}");
   } else if (strncmp(path, "/status/", 8) == 0) {

@@ -16,6 +16,12 @@
  *   /header     200 with X-Test: yes
  *   /status/NNN answers NNN
  *   /base/...   200 {"target":"<the request target, query included>"}
+ *   /setcookie  200 with four Set-Cookie: sid (Path=/), scoped (Path=/other),
+ *               foreign (Domain=example.com), gone (Max-Age=0)
+ *   /cookies, /other/cookies   200 {"cookie":"<the request's Cookie header>"}
+ *   /redir      302 to /ok; /redir303 and /redir307 to /echo; /redirloop to
+ *               itself; /redirrel/a to "b?x=1" (relative); /redirrel/b 200
+ *               {"rel":true}; /redircookie 302 to /cookies with Set-Cookie hop=1
  * Every other path: 404.
  */
 #ifndef RC_TESTSRV_H

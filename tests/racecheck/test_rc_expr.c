@@ -331,12 +331,55 @@ static void test_each_count(void **state) {
   rc_expr_free(NULL);
 }
 
+/* Build "first<sep>term<sep>term..." with n terms after the first. */
+static char *chain(const char *first, const char *term, size_t n, const char *tail) {
+  size_t fl = strlen(first), tl = strlen(term), el = strlen(tail);
+  char *s = malloc(fl + tl * n + el + 1);
+  assert_non_null(s);
+  memcpy(s, first, fl);
+  for (size_t i = 0; i < n; i++) {
+    memcpy(s + fl + i * tl, term, tl);
+  }
+  memcpy(s + fl + n * tl, tail, el + 1);
+  return s;
+}
+
+static void test_hostile_chains(void **state) {
+  (void)state;
+  /* 300,000 chained operators once crashed evaluation and freeing (one
+   * stack frame per term of a left-deep tree): now the parser refuses
+   * them with a message, and a chain under the bound still works */
+  static const struct {
+    const char *first, *term, *tail;
+  } hostile[] = {{"true", " && true", ""}, {"false", " || false", ""}, {"1", " + 1", " == 1"},
+                 {"2", " * 1", " > 0"},    {"json", ".a", " == null"}, {"json", "[0]", " == null"}};
+  for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+    char *src = chain(hostile[i].first, hostile[i].term, 300000, hostile[i].tail);
+    expect_parse_error(src, 0, "expression too long");
+    free(src);
+  }
+  char *ok = chain("1", " + 1", 200, " == 201");
+  assert_int_equal(test_src(ok, NULL, NULL), 1);
+  free(ok);
+  ok = chain("true", " && true", 200, "");
+  assert_int_equal(test_src(ok, NULL, NULL), 1);
+  free(ok);
+  /* deep nesting is refused too (it always was) */
+  char *deep = chain("", "(", 100000, "1");
+  expect_parse_error(deep, 0, "nested too deeply");
+  free(deep);
+  deep = chain("", "-", 100000, "1");
+  expect_parse_error(deep, 0, "nested too deeply");
+  free(deep);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_arithmetic),        cmocka_unit_test(test_conditions),
       cmocka_unit_test(test_json_paths),        cmocka_unit_test(test_tallies),
       cmocka_unit_test(test_parse_errors),      cmocka_unit_test(test_eval_errors),
       cmocka_unit_test(test_print_and_explain), cmocka_unit_test(test_each_count),
+      cmocka_unit_test(test_hostile_chains),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

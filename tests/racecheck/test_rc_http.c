@@ -193,7 +193,11 @@ static void test_request_build_and_url(void **state) {
   assert_int_equal(u.port, 80);
   assert_string_equal(u.hostport, "[::1]:80");
   rc_url_free(&u);
-  assert_int_equal(rc_url_parse("https://x/", &u, &err), -1);
+  assert_int_equal(rc_url_parse("https://x/", &u, &err), 0); /* TLS, port 443 */
+  assert_int_equal(u.tls, 1);
+  assert_int_equal(u.port, 443);
+  rc_url_free(&u);
+  assert_int_equal(rc_url_parse("ftp://x/", &u, &err), -1);
   assert_int_equal(rc_url_parse("/relative", &u, &err), -1);
   assert_int_equal(rc_url_parse("", &u, &err), -1);
 }

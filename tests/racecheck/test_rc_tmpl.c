@@ -72,6 +72,23 @@ static void test_variables(void **state) {
   free(s);
 }
 
+static void test_triple_braces(void **state) {
+  (void)state;
+  /* Artillery reads "{{{ x }}}" as "{{ x }}" */
+  char *s = render("/u/{{{ id }}}/{{{user.name}}}?e={{ email }}");
+  assert_string_equal(s, "/u/42/ann?e=a@b.c");
+  free(s);
+  rc_err_t err = {0};
+  assert_int_equal(rc_tmpl_check("{{{ id }}}-{{{ $uuid }}}", &err), 0);
+  assert_int_equal(rc_tmpl_check("{{{ id }}", &err), -1);
+  json_t *tmpl = json_pack("{s:s}", "n", "{{{ id }}}");
+  json_t *out = rc_tmpl_render_json(tmpl, &ctx, &err);
+  assert_non_null(out);
+  assert_int_equal(json_integer_value(json_object_get(out, "n")), 42); /* typed, as {{ }} */
+  json_decref(out);
+  json_decref(tmpl);
+}
+
 static void test_generators(void **state) {
   (void)state;
   for (int i = 0; i < 200; i++) {
@@ -195,8 +212,9 @@ static void test_jpath(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_variables),     cmocka_unit_test(test_generators),
-      cmocka_unit_test(test_render_errors), cmocka_unit_test(test_check),
-      cmocka_unit_test(test_json_typed),    cmocka_unit_test(test_jpath),
+      cmocka_unit_test(test_triple_braces), cmocka_unit_test(test_render_errors),
+      cmocka_unit_test(test_check),         cmocka_unit_test(test_json_typed),
+      cmocka_unit_test(test_jpath),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "scenario.h"
 
@@ -222,7 +224,7 @@ static void test_errors(void **state) {
        "unknown key 'arivalRate' in config.phases[0]"},
       {"config:\n  target: http://x:1\n  tagret: 1\n", 3, "unknown key 'tagret' in config"},
       {"config:\n  phases:\n    - duration: 1\n      arrivalRate: 1\n%s  - bogus: 1\n", 0, NULL},
-      {"config:\n  target: https://x\n", 2, "only http://"},
+      {"config:\n  target: ftp://x\n", 2, "only http://"},
       {"config:\n  target: nourl\n", 2, "invalid URL"},
       {"config:\n  target: \"/x\"\n", 2, "must be absolute"},
       {"config:\n  phases:\n    - arrivalRate: 1\n", 3, "needs a duration"},
@@ -263,7 +265,7 @@ static void test_errors(void **state) {
        "unterminated"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - post: {url: /, json: {}, "
        "body: x}\n",
-       5, "not both"},
+       5, "takes one of json, body, form or formData"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - get:\n          url: /\n "
        "         capture: {json: \"$..x\", as: y}\n",
        7, "capture.json"},
@@ -297,14 +299,14 @@ static void test_errors(void **state) {
        5, "not both"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - loop: []\n        "
        "whileTrue: f\n",
-       6, "unknown key 'whileTrue' in a loop step"},
+       6, "'whileTrue' loops call a JavaScript function"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\n    weight: 0\n", 4,
        "add up to 0"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - name: x\n", 4, "needs a flow"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\n    engine: ws\n", 5,
-       "only the http engine"},
+       "HTTP scenarios only"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\n    beforeScenario: f\n", 5,
-       "unknown key 'beforeScenario' in scenarios[0]"},
+       "'beforeScenario' hooks call JavaScript functions"},
       {"config:\n  phases: [{pause: 1}]\nscenarios: []\n", 3, "scenarios is empty"},
       {"config:\n  phases: [{pause: 1}]\n", 1, "needs scenarios"},
       {"config:\n  target: http://x:1\nscenarios:\n  - flow: []\n", 2, "needs phases"},
@@ -323,7 +325,8 @@ static void test_errors(void **state) {
        "unknown key 'steps' in before"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow: []\nenvironments: {}\n", 5,
        "unknown key 'environments' in the top level"},
-      {"config:\n  environments: {}\n", 2, "unknown key 'environments' in config"},
+      {"config:\n  environments: []\n", 2, "config.environments must be a mapping"},
+      {"config:\n  environments: {a: 1}\n", 2, "config.environments.a must be a mapping"},
       {"config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n      - get: {url: /, headers: "
        "[a]}\n",
        5, "must be a mapping"},
@@ -397,6 +400,226 @@ static void test_alias_bomb(void **state) {
   assert_non_null(strstr(err.msg, "too large"));
 }
 
+static void test_durations(void **state) {
+  (void)state;
+  /* Artillery reads durations with the `ms` library: "0.5 min",
+   * "9 seconds", "2 hours"; a bare number is seconds in a phase */
+  static const struct {
+    const char *s;
+    uint64_t ns;
+  } ok[] = {
+      {"10", 10000000000ull},      {"1.5", 1500000000ull},       {"500ms", 500000000ull},
+      {"0.5 min", 30000000000ull}, {"9 seconds", 9000000000ull}, {"2 hours", 7200000000000ull},
+      {"3 Mins", 180000000000ull}, {"1 sec", 1000000000ull},     {"250 msecs", 250000000ull},
+      {"1d", 86400000000000ull},   {"2m", 120000000000ull},      {"100us", 100000ull}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    uint64_t ns = 0;
+    if (rc_parse_duration(ok[i].s, 1000000000ull, &ns) != 0 || ns != ok[i].ns) {
+      fail_msg("'%s' -> %llu, want %llu", ok[i].s, (unsigned long long)ns,
+               (unsigned long long)ok[i].ns);
+    }
+  }
+  static const char *const bad[] = {"", "x", "5 parsecs", "-1s", "1 s s", "inf"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint64_t ns = 0;
+    if (rc_parse_duration(bad[i], 1000000000ull, &ns) == 0) {
+      fail_msg("'%s' parsed", bad[i]);
+    }
+  }
+  rc_err_t err = {0};
+  rc_file_t *f = load("config:\n  phases:\n    - {duration: \"0.5 min\", arrivalRate: 1}\n"
+                      "    - pause: 9 seconds\n"
+                      "scenarios:\n  - flow:\n      - think: \"1.5 seconds\"\n",
+                      &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  assert_int_equal(f->phases[0].duration_ns, 30000000000ull);
+  assert_int_equal(f->phases[1].duration_ns, 9000000000ull);
+  assert_int_equal(f->scenarios[0].flow.steps[0].think_ns, 1500000000ull);
+  rc_file_free(f);
+  /* think jitter, as Artillery: a percentage or milliseconds, per step or
+   * in config.defaults.think */
+  f = load("config:\n  phases: [{pause: 1}]\n  defaults: {think: {jitter: 10%}}\n"
+           "scenarios:\n  - flow:\n      - {think: 2, jitter: 20%}\n"
+           "      - think: 1\n        jitter: 500\n      - think: 3\n",
+           &err);
+  if (!f) {
+    fail_msg("%s", err.msg);
+  }
+  assert_true(f->think_jitter_pct == 10);
+  assert_true(f->scenarios[0].flow.steps[0].jitter_pct == 20);
+  assert_int_equal(f->scenarios[0].flow.steps[1].jitter_ns, 500000000ull);
+  assert_true(f->scenarios[0].flow.steps[2].jitter_pct == 0);
+  rc_file_free(f);
+  assert_null(load("config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n"
+                   "      - {think: 2, jitter: lots}\n",
+                   &err));
+  assert_non_null(strstr(err.msg, "jitter must be a percentage"));
+  assert_null(load("config:\n  phases: [{pause: 1}]\nscenarios:\n  - flow:\n"
+                   "      - {log: x, jitter: 5}\n",
+                   &err));
+  assert_non_null(strstr(err.msg, "unknown key 'jitter' next to 'log'"));
+}
+
+static void test_all_blockers(void **state) {
+  (void)state;
+  /* every JavaScript hook and other engine is named, with its line, all at
+   * once: never "unknown key", never only the first */
+  const char *text = "config:\n"                                  /* 1 */
+                     "  target: http://127.0.0.1:1\n"             /* 2 */
+                     "  processor: ./funcs.js\n"                  /* 3 */
+                     "  engines: {playwright: {}}\n"              /* 4 */
+                     "  phases: [{pause: 1}]\n"                   /* 5 */
+                     "before:\n  flow:\n    - function: seed\n"   /* 6-8 */
+                     "scenarios:\n"                               /* 9 */
+                     "  - beforeScenario: a\n"                    /* 10 */
+                     "    afterScenario: b\n"                     /* 11 */
+                     "    beforeRequest: c\n"                     /* 12 */
+                     "    afterResponse: d\n"                     /* 13 */
+                     "    flow:\n"                                /* 14 */
+                     "      - get: {url: /, beforeRequest: e}\n"  /* 15 */
+                     "      - post: {url: /, afterResponse: f}\n" /* 16 */
+                     "      - loop: [{function: g}]\n"            /* 17 */
+                     "        whileTrue: h\n"                     /* 18 */
+                     "  - engine: socketio\n"                     /* 19 */
+                     "    flow: [{emit: {channel: x}}]\n"         /* 20 */
+                     "  - engine: ws\n"                           /* 21 */
+                     "    flow: [{send: x}]\n";                   /* 22 */
+  static const struct {
+    int line;
+    const char *what;
+  } want[] = {{3, "config.processor loads a JavaScript file"},
+              {4, "config.engines: 'playwright'"},
+              {8, "'function' steps run JavaScript"},
+              {10, "'beforeScenario' hooks"},
+              {11, "'afterScenario' hooks"},
+              {12, "'beforeRequest' hooks"},
+              {13, "'afterResponse' hooks"},
+              {15, "'beforeRequest' hooks"},
+              {16, "'afterResponse' hooks"},
+              {17, "'function' steps"},
+              {18, "'whileTrue' loops"},
+              {19, "engine 'socketio'"},
+              {21, "engine 'ws'"}};
+  rc_err_t err = {0};
+  assert_null(load(text, &err));
+  if (!strstr(err.msg, "13 features racecheck does not run")) {
+    fail_msg("%s", err.msg);
+  }
+  assert_int_equal(err.line, 3);
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "scenario.yml:%d:", want[i].line);
+    const char *at = strstr(err.msg, needle);
+    while (at && strncmp(strchr(at, ' ') + 1, want[i].what, strlen(want[i].what)) != 0) {
+      at = strstr(at + 1, needle);
+    }
+    if (!at) {
+      fail_msg("line %d: no '%s' in\n%s", want[i].line, want[i].what, err.msg);
+    }
+  }
+  assert_null(strstr(err.msg, "unknown key"));
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Load a generated file: a head, `n` copies of `rep`, then a tail. The
+ * load must fail within `max_s` seconds with `needle` in the message. */
+static void expect_refused(const char *head, const char *rep, size_t n, const char *tail,
+                           const char *needle, double max_s) {
+  rc_buf_t b = {0};
+  rc_buf_puts(&b, head);
+  for (size_t i = 0; i < n; i++) {
+    rc_buf_puts(&b, rep);
+  }
+  rc_buf_puts(&b, tail);
+  rc_err_t err = {0};
+  double t0 = now_s();
+  rc_file_t *f = rc_file_load_mem(b.data, b.len, "hostile.yml", &err);
+  double dt = now_s() - t0;
+  rc_buf_free(&b);
+  if (f) {
+    rc_file_free(f);
+    fail_msg("a hostile file (%zu x '%.20s') loaded", n, rep);
+  }
+  if (!strstr(err.msg, needle)) {
+    fail_msg("message '%s' lacks '%s'", err.msg, needle);
+  }
+  if (dt > max_s) {
+    fail_msg("refusing %zu x '%.20s' took %.2f s", n, rep, dt);
+  }
+}
+
+static void test_hostile_files(void **state) {
+  (void)state;
+  const char *head = "config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                     "scenarios:\n  - flow:\n      - post:\n          url: /\n"
+                     "          json: ";
+  /* 100,000-deep flow nesting once took ~23 s (libyaml's scanner works in
+   * proportion to the nesting for every token) */
+  rc_buf_t closing = {0};
+  for (int i = 0; i < 100000; i++) {
+    rc_buf_putc(&closing, ']');
+  }
+  rc_buf_puts(&closing, "\n");
+  expect_refused(head, "[", 100000, closing.data, "nested over 128 levels", 1.0);
+  rc_buf_free(&closing);
+  expect_refused(head, "{a: ", 100000, "1}\n", "nested over 128 levels", 1.0);
+  expect_refused("config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                 "scenarios:\n  - flow:\n      - post:\n          url: /\n"
+                 "          json:\n            ",
+                 "- ", 100000, "x\n", "nested over 128 levels", 1.0);
+  /* too many values, and too many aliases */
+  rc_buf_t many = {0};
+  rc_buf_puts(&many, "[");
+  for (int i = 0; i < 600000; i++) {
+    rc_buf_puts(&many, "1,");
+  }
+  rc_buf_puts(&many, "1]\n");
+  expect_refused(head, many.data, 1, "", "over 500000 values", 2.0);
+  rc_buf_free(&many);
+  expect_refused("config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                 "before:\n  flow:\n    - get: &g {url: /}\n",
+                 "    - get: *g\n", 20000, "scenarios:\n  - flow: []\n", "over 10000 aliases", 1.0);
+  /* a "billion laughs" of steps: 10^7 think steps through 70 aliases */
+  rc_buf_t bomb = {0};
+  rc_buf_puts(&bomb, "config:\n  target: http://127.0.0.1:1\n  phases: [{pause: 1}]\n"
+                     "before:\n  flow:\n    - log: x\n    - loop: &l0 [");
+  for (int i = 0; i < 10; i++) {
+    rc_buf_puts(&bomb, i ? ", {think: 0}" : "{think: 0}");
+  }
+  rc_buf_puts(&bomb, "]\n      count: 1\n");
+  for (int lv = 1; lv < 7; lv++) {
+    rc_buf_printf(&bomb, "    - loop: &l%d [", lv);
+    for (int i = 0; i < 10; i++) {
+      rc_buf_printf(&bomb, "%s{loop: *l%d, count: 1}", i ? ", " : "", lv - 1);
+    }
+    rc_buf_puts(&bomb, "]\n      count: 1\n");
+  }
+  expect_refused(bomb.data, "", 0, "scenarios:\n  - flow: []\n", "too many steps", 5.0);
+  rc_buf_free(&bomb);
+  /* a file over 16 MiB is refused before it is read (a sparse file: no
+   * disk space used) */
+  char path[] = "/tmp/rc_huge_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, (off_t)200 << 20), 0);
+  close(fd);
+  rc_err_t err = {0};
+  double t0 = now_s();
+  assert_null(rc_file_load(path, &err));
+  assert_true(now_s() - t0 < 1.0);
+  unlink(path);
+  if (!strstr(err.msg, "at most 16 MiB")) {
+    fail_msg("message '%s'", err.msg);
+  }
+}
+
 static void test_burst_file(void **state) {
   (void)state;
   rc_err_t err = {0};
@@ -417,9 +640,11 @@ static void test_burst_file(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full_file),  cmocka_unit_test(test_article_file),
-      cmocka_unit_test(test_errors),     cmocka_unit_test(test_defaults_and_names),
-      cmocka_unit_test(test_alias_bomb), cmocka_unit_test(test_burst_file),
+      cmocka_unit_test(test_full_file),     cmocka_unit_test(test_article_file),
+      cmocka_unit_test(test_errors),        cmocka_unit_test(test_defaults_and_names),
+      cmocka_unit_test(test_alias_bomb),    cmocka_unit_test(test_burst_file),
+      cmocka_unit_test(test_hostile_files), cmocka_unit_test(test_all_blockers),
+      cmocka_unit_test(test_durations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

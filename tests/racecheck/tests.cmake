@@ -29,6 +29,14 @@ if(TARGET racefreed AND EXISTS ${RC_TEST_DIR}/e2e_examples.sh)
   set_tests_properties(racecheck.e2e_examples PROPERTIES TIMEOUT 900 LABELS e2e)
 endif()
 
+find_program(RC_NGINX nginx PATHS /usr/sbin /sbin)
+find_program(RC_OPENSSL openssl)
+if(RC_NGINX AND RC_OPENSSL)
+  add_test(NAME racecheck.e2e_tls COMMAND bash ${RC_TEST_DIR}/e2e_tls.sh $<TARGET_FILE:racecheck>)
+  set_tests_properties(racecheck.e2e_tls PROPERTIES TIMEOUT 120 LABELS e2e
+                       ENVIRONMENT "PATH=/usr/sbin:/sbin:$ENV{PATH}")
+endif()
+
 if(RF_FUZZ)
   target_compile_options(racecheck_core PRIVATE -fsanitize=fuzzer-no-link)
   file(GLOB RC_FUZZERS CONFIGURE_DEPENDS ${RC_TEST_DIR}/fuzz_*.c)
