@@ -410,7 +410,8 @@ int main(int argc, char **argv) {
   }
   have_shared = true;
   if (opts.unsafe)
-    srv_log(SRV_LOG_WARN, "UNSAFE MODE: every scenario runs the article's naive, racy handler. "
+    srv_log(SRV_LOG_WARN, "UNSAFE MODE: every scenario runs the naive, racy handler of "
+                          "\"Concurrency for NestJS Developers: The Hidden Race Conditions\". "
                           "For demonstrations and tests only; never in production.");
   if (opts.config_file[0] != '\0')
     srv_log(SRV_LOG_INFO, "options read from %s", opts.config_file);
