@@ -78,6 +78,10 @@ static void *exec_main(void *arg) {
       break;
     size_t n = take(e, jobs, e->batch ? atomic_load(&e->batch_max) : 1);
     pthread_mutex_unlock(&e->mu);
+    if (n == 0) { /* not reached: the queue was not empty and the bound is >= 1 */
+      pthread_mutex_lock(&e->mu);
+      continue;
+    }
 
     size_t ran = n;
     if (e->batch != NULL) {
