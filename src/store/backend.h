@@ -59,7 +59,7 @@ typedef size_t (*rf__exec_batch_fn)(rf_store_t *s, rf_store_job_t **jobs, size_t
  * name (15 bytes at most). */
 int rf__exec_start(rf__exec_t **out, rf_store_t *s, unsigned threads, rf__exec_batch_fn batch,
                    void *ctx, const char *name);
-int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job);
+int rf__exec_submit(rf__exec_t *e, rf_store_job_t *job);
 void rf__exec_drain(rf__exec_t *e);
 /* Take every job not started yet off the queue and call its done with rc,
  * on the calling thread. Returns how many. */

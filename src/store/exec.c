@@ -141,12 +141,11 @@ int rf__exec_start(rf__exec_t **out, rf_store_t *store, unsigned threads, rf__ex
   return 0;
 }
 
-int rf__exec_submit(rf__exec_t *e, unsigned flags, rf_store_job_t *job) {
+int rf__exec_submit(rf__exec_t *e, rf_store_job_t *job) {
   if (e == NULL || job == NULL || job->work == NULL || job->done == NULL)
     return RF_EINVAL;
   if (rf__store_pid() != e->pid)
     return RF_ESTATE;
-  job->flags = flags;
   job->rc = 0;
   job->next = NULL;
   pthread_mutex_lock(&e->mu);

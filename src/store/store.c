@@ -50,13 +50,12 @@ int rf_store_submit(rf_store_t *s, unsigned flags, rf_store_job_t *job) {
   if (!s || !job || !job->work || !job->done || flags > RF_STORE_WRITE)
     return RF_EINVAL;
   if (flags == RF_STORE_READ && s->ops->reads_inline) {
-    job->flags = flags;
     job->next = NULL;
     job->rc = job->work(s, job->arg);
     job->done(job->arg, job->rc);
     return 0;
   }
-  return s->exec ? rf__exec_submit(s->exec, flags, job) : RF_ENOTSUP;
+  return s->exec ? rf__exec_submit(s->exec, job) : RF_ENOTSUP;
 }
 
 void rf_store_drain(rf_store_t *s) {

@@ -82,7 +82,6 @@ struct rf_store_job {
   rf_store_done_fn done; /* called once, after the work is durable or undone */
   void *arg;
   /* private to the store */
-  unsigned flags;
   int rc;
   rf_store_job_t *next;
 };
